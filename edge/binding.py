@@ -56,6 +56,8 @@ def canonical_address(address: ipaddress.IPv4Address | ipaddress.IPv6Address) ->
 
 def canonical_ip(text: str, prefix: int | None = None) -> str | None:
     """The canonical spelling of an address (prefix None) or of its /prefix network; None if it has none."""
+    if "%" in text:  # a scoped IPv6 address (fe80::1%eth0) is never a viewer's public address
+        return None
     try:
         address = parse_ip(text)
     except ValueError:
@@ -131,7 +133,7 @@ def bind(key: bytes, descriptors: Sequence[str], viewer: Viewer) -> str:
 
 def binding_matches(key: bytes, descriptors: Sequence[str], expected_mac: str, viewer: Viewer) -> bool:
     message = binding_message(descriptors, viewer)
-    return message is not None and hmac.compare_digest(binding_mac(key, message), expected_mac)
+    return message is not None and hmac.compare_digest(binding_mac(key, message).encode(), expected_mac.encode())
 
 
 def ip_binding(spec: str) -> tuple[str, str]:

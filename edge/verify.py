@@ -7,6 +7,7 @@ verifier takes `now` as an input (so tests and replays are deterministic).
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import asdict, dataclass
 from typing import Any, Literal, Protocol
@@ -109,27 +110,47 @@ def _signing_key(store: KeyValueReader, kid: str) -> bytes:
     return key
 
 
-def _verified_claims(token: str, store: KeyValueReader) -> tuple[dict[str, Any], bytes]:
+def _json_object(part: str) -> dict[str, Any] | None:
+    """A JWT part as the edge reads it: canonical base64url, strict UTF-8 (no BOM), plain JSON (no NaN or
+    Infinity), an object. None otherwise."""
     try:
-        for part in token.split("."):
+        value = json.loads(b64url_decode(part).decode("utf-8"), parse_constant=_reject_constant)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _verified_claims(token: str, store: KeyValueReader) -> tuple[dict[str, Any], bytes]:
+    header_part, payload_part, signature_part = token.split(".")
+    try:
+        for part in (payload_part, signature_part):
             b64url_decode(part)
-        header = jwt.get_unverified_header(token)
-    except (ValueError, jwt.InvalidTokenError):
+    except ValueError:
         raise _unauthorized("malformed-token") from None
+    header = _json_object(header_part)
+    if header is None or "crit" in header or "b64" in header:  # no JWS extensions, like the edge
+        raise _unauthorized("malformed-token")
     if header.get("alg") != "HS256":
         raise _unauthorized("bad-alg")
     kid = header.get("kid")
     if not isinstance(kid, str) or not KID_PATTERN.match(kid):
         raise _unauthorized("malformed-token")
     key = _signing_key(store, kid)
-    if len(b64url_decode(token.rsplit(".", 1)[1])) != 32:
+    if len(b64url_decode(signature_part)) != 32:
         raise _unauthorized("bad-signature")
     try:
-        claims = jwt.decode(token, key, algorithms=["HS256"], options=_NO_TIME_CHECKS)  # type: ignore[arg-type]
+        jwt.decode(token, key, algorithms=["HS256"], options=_NO_TIME_CHECKS)  # type: ignore[arg-type]
     except jwt.InvalidSignatureError:
         raise _unauthorized("bad-signature") from None
     except jwt.InvalidTokenError:
         raise _unauthorized("malformed-token") from None
+    claims = _json_object(payload_part)
+    if claims is None:
+        raise _unauthorized("malformed-token")
     return claims, key
 
 

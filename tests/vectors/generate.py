@@ -15,7 +15,7 @@ from typing import Any
 
 import jwt
 
-from edge.b64 import b64url_encode
+from edge.b64 import b64url_decode, b64url_encode
 from edge.binding import Viewer
 from edge.keys import SigningKey
 from edge.tokens import TokenRequest, issue_token
@@ -46,6 +46,12 @@ def raw_jwt(header: dict[str, Any], payload: Any, key: bytes = KEY.secret) -> st
     signing_input = f"{b64url_encode(json.dumps(header).encode())}.{b64url_encode(json.dumps(payload).encode())}"
     mac = hmac.new(key, signing_input.encode(), hashlib.sha256).digest()
     return f"{signing_input}.{b64url_encode(mac)}"
+
+
+def signed_text(header: str, payload: str, key: bytes = KEY.secret) -> str:
+    """A token over exact JSON texts (for JSON that json.dumps would not write)."""
+    signing_input = f"{b64url_encode(header.encode())}.{b64url_encode(payload.encode())}"
+    return f"{signing_input}.{b64url_encode(hmac.new(key, signing_input.encode(), hashlib.sha256).digest())}"
 
 
 def swap_part(jwt_text: str, index: int, replacement: str) -> str:
@@ -137,6 +143,19 @@ def basic_vectors() -> list[dict[str, Any]]:
         vector("exp-boolean", url((sid(16), raw_jwt({"alg": "HS256", "kid": "k1"}, claims_of(16, exp=True)))),
                401, "bad-claims"),
         vector("sid-prefix-swapped", url((sid(99), t)), 401, "sid-mismatch"),
+        vector("header-crit", url((sid(17), raw_jwt({"alg": "HS256", "kid": "k1", "crit": ["exp"]}, claims_of(17)))),
+               401, "malformed-token"),
+        vector("header-b64-false", url((sid(18), raw_jwt({"alg": "HS256", "kid": "k1", "b64": False},
+                                                         claims_of(18)))), 401, "malformed-token"),
+        vector("header-kid-number-alg-first", url((sid(19), raw_jwt({"alg": "HS512", "kid": 7}, claims_of(19)))),
+               401, "bad-alg"),
+        vector("header-kid-number", url((sid(19), raw_jwt({"alg": "HS256", "kid": 7}, claims_of(19)))),
+               401, "malformed-token"),
+        vector("header-utf8-bom", url((sid(1), swap_part(t, 0, b64url_encode(b"\xef\xbb\xbf" + b64url_decode(header))))),
+               401, "malformed-token"),
+        vector("payload-nan-exp", url((sid(23), signed_text('{"alg":"HS256","kid":"k1"}',
+                                                            '{"sid":"%s","iat":%d,"exp":NaN}' % (sid(23), NOW)))),
+               401, "malformed-token"),
     ]
 
 
@@ -200,6 +219,10 @@ def binding_vectors() -> list[dict[str, Any]]:
         allow("bind-ipv4-mapped-hex", url(mapped), viewer_ip="::ffff:c633:6407"),
         allow("bind-ipv4-mapped-expanded", url(mapped), viewer_ip="0:0:0:0:0:ffff:c633:6407"),
         vector("bind-ip-garbage-viewer", url(mapped), 403, "binding", viewer_ip="198.51.100.300"),
+        vector("bind-ipv6-scoped-viewer", url(v6), 403, "binding", viewer_ip="2001:db8::1%eth0"),
+        vector("bind-mac-not-ascii", url((sid(42), raw_jwt({"alg": "HS256", "kid": "k1"},
+                                                           claims_of(42, bnd=["ip"], bh="é")))), 403, "binding"),
+        vector("bind-header-empty", url(device), 403, "binding", headers={"X-Device-Id": ""}),
         allow("bind-country-match", url(country), headers={"CloudFront-Viewer-Country": "de"}),
         vector("bind-country-mismatch", url(country), 403, "binding", headers={"CloudFront-Viewer-Country": "FR"}),
         vector("bind-country-missing", url(country), 403, "binding"),
