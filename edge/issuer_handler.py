@@ -1,0 +1,347 @@
+"""The token-issuing Lambda: ``POST /tokens`` behind an IAM-authenticated function URL (or an HTTP API).
+
+Thin on purpose: parse and validate the event (Powertools event handler + the pydantic model in
+:mod:`edge.issuing`), call :func:`edge.issuing.issue`, turn the outcome into a response.
+
+=====  ==========================================================================================================
+201    ``{"url", "session_id", "expires_at", "kid"}`` (``expires_at`` in epoch seconds)
+400    ``{"error": "invalid-request" | "missing-viewer-attribute" | "ttl-too-large" | ..., "message", ["details"]}``
+409    ``{"error": "revoked", ...}``: the session id is revoked; ask for a token without ``session_id``
+415    the body is not ``application/json``
+503    ``{"error": "key-unavailable" | "store-unavailable", ...}``: the signing key or the revocation list cannot be
+       read; retry later
+500    ``{"error": "misconfigured" | "internal", ...}``: see the function's logs
+=====  ==========================================================================================================
+
+Configuration (environment, parsed once per execution environment by :class:`IssuerSettings`):
+``SIGNING_SECRET_ARN`` or ``SIGNING_KEY_FILE`` (exactly one), ``SIGNING_KEY_CACHE_SECONDS`` (default 60),
+``EDGE_STORE`` (KeyValueStore ARN or local ``.json`` store), ``DEFAULT_TTL_SECONDS`` (default 3600),
+``MAX_TTL_SECONDS`` (default 86400), and Powertools' own ``POWERTOOLS_SERVICE_NAME``,
+``POWERTOOLS_METRICS_NAMESPACE``, ``POWERTOOLS_LOG_LEVEL``, ...
+
+Never logged or traced: key material, tokens, tokenized URLs (the handler's response is not captured by the tracer).
+"""
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cache
+from http import HTTPStatus
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
+from aws_lambda_powertools.event_handler.exceptions import NotFoundError
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from edge.issuing import (
+    InvalidIssueRequest,
+    IssuePolicy,
+    IssueRequest,
+    RevocationCheckFailed,
+    SessionRevoked,
+    issue,
+    viewer_from_request,
+)
+from edge.key_source import (
+    CACHE_SECONDS_ENV,
+    DEFAULT_CACHE_SECONDS,
+    KEY_FILE_ENV,
+    SECRET_ARN_ENV,
+    KeySource,
+    KeySourceError,
+    key_source_from_config,
+)
+from edge.tokens import MAX_TTL_SECONDS
+from edge.verify import KeyValueReader
+
+EDGE_STORE_ENV = "EDGE_STORE"
+DEFAULT_TTL_ENV = "DEFAULT_TTL_SECONDS"
+MAX_TTL_ENV = "MAX_TTL_SECONDS"
+DEFAULT_SERVICE = "media-shield"
+DEFAULT_NAMESPACE = "MediaShield"
+
+SERVICE = os.getenv("POWERTOOLS_SERVICE_NAME") or DEFAULT_SERVICE
+logger = Logger(service=SERVICE)
+metrics = Metrics(namespace=os.getenv("POWERTOOLS_METRICS_NAMESPACE") or DEFAULT_NAMESPACE, service=SERVICE)
+tracer = Tracer(service=SERVICE)
+# Request bodies are validated by IssueRequest itself (parse_request), not by the resolver's enable_validation:
+# that one accepts a JSON array as its first element (form-data semantics), and a body must be one JSON object.
+app = APIGatewayHttpResolver()
+
+NO_STORE = {"Cache-Control": "no-store"}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Configuration.
+
+
+class IssuerSettings(BaseModel):
+    """The issuer's configuration, from the environment (see the module docstring for the variable names)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    signing_secret_arn: str | None = None
+    signing_key_file: str | None = None
+    signing_key_cache_seconds: float = Field(DEFAULT_CACHE_SECONDS, ge=0)
+    edge_store: str = Field(min_length=1)
+    default_ttl_seconds: int = Field(3600, ge=1, le=MAX_TTL_SECONDS)
+    max_ttl_seconds: int = Field(86400, ge=1, le=MAX_TTL_SECONDS)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "IssuerSettings":
+        if bool(self.signing_secret_arn) == bool(self.signing_key_file):
+            raise ValueError(f"set exactly one of {SECRET_ARN_ENV} (Secrets Manager) and {KEY_FILE_ENV} (local file)")
+        if self.default_ttl_seconds > self.max_ttl_seconds:
+            raise ValueError(
+                f"{DEFAULT_TTL_ENV} ({self.default_ttl_seconds}) must not exceed {MAX_TTL_ENV} ({self.max_ttl_seconds})"
+            )
+        return self
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> "IssuerSettings":
+        env = os.environ if environ is None else environ
+        names = {
+            "signing_secret_arn": SECRET_ARN_ENV,
+            "signing_key_file": KEY_FILE_ENV,
+            "signing_key_cache_seconds": CACHE_SECONDS_ENV,
+            "edge_store": EDGE_STORE_ENV,
+            "default_ttl_seconds": DEFAULT_TTL_ENV,
+            "max_ttl_seconds": MAX_TTL_ENV,
+        }
+        values = {field: env[name].strip() for field, name in names.items() if env.get(name, "").strip()}
+        try:
+            return cls.model_validate(values)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{names.get(str(e['loc'][0]), e['loc'][0]) if e['loc'] else 'settings'}: {_clean(e['msg'])}"
+                for e in exc.errors()
+            )
+            raise ConfigurationError(f"invalid issuer configuration: {problems}") from None
+
+    def policy(self) -> IssuePolicy:
+        return IssuePolicy(default_ttl_seconds=self.default_ttl_seconds, max_ttl_seconds=self.max_ttl_seconds)
+
+    def key_source(self) -> KeySource:
+        return key_source_from_config(
+            secret_arn=self.signing_secret_arn,
+            key_file=self.signing_key_file,
+            cache_seconds=self.signing_key_cache_seconds,
+        )
+
+
+class ConfigurationError(Exception):
+    """The function's environment does not describe a usable issuer (answered with 500 and logged)."""
+
+
+@dataclass(frozen=True)
+class IssuerRuntime:
+    """What one execution environment keeps between invocations."""
+
+    settings: IssuerSettings
+    policy: IssuePolicy
+    keys: KeySource
+    store: KeyValueReader
+
+
+@cache
+def runtime() -> IssuerRuntime:
+    """Settings, key source and edge store, built once (on the first invocation); ``runtime.cache_clear()`` resets.
+
+    A failure is not cached: the next invocation tries again.
+    """
+    settings = IssuerSettings.from_env()
+    try:
+        from edge.store import open_store  # imported here: the store package is optional until an issuer runs
+
+        store = open_store(settings.edge_store)
+        keys = settings.key_source()
+    except Exception as exc:  # noqa: BLE001 - any failure to build the runtime is a configuration problem
+        raise ConfigurationError(f"cannot set up the issuer: {type(exc).__name__}: {exc}") from exc
+    logger.info(
+        "issuer configured",
+        extra={
+            "key_source": repr(keys),
+            "edge_store": repr(store),
+            "default_ttl_seconds": settings.default_ttl_seconds,
+            "max_ttl_seconds": settings.max_ttl_seconds,
+        },
+    )
+    return IssuerRuntime(settings=settings, policy=settings.policy(), keys=keys, store=store)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The route.
+
+
+class BadRequestBody(Exception):
+    """The body is not one JSON object matching :class:`IssueRequest` (400), or not JSON at all (415)."""
+
+    def __init__(self, status: HTTPStatus, reason: str, message: str, details: list[dict[str, str]] | None = None):
+        super().__init__(message)
+        self.status, self.reason, self.message, self.details = status, reason, message, details
+
+
+def parse_request(body: str | None, content_type: str | None) -> IssueRequest:
+    """Validate the request body (already base64-decoded) against :class:`IssueRequest`."""
+    media_type = (content_type or "").split(";", 1)[0].strip().lower()
+    if media_type and media_type != "application/json" and not media_type.endswith("+json"):
+        raise BadRequestBody(
+            HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type", "send the request body as application/json"
+        )
+    if not body or not body.strip():
+        raise BadRequestBody(
+            HTTPStatus.BAD_REQUEST, "invalid-request", "the request body is required: a JSON object with asset_url"
+        )
+    try:
+        return IssueRequest.model_validate_json(body)
+    except ValidationError as exc:
+        details = [_describe_error(error) for error in exc.errors(include_url=False)]
+        if any(error["type"] == "json_invalid" for error in exc.errors()):
+            message = "the request body is not valid JSON"
+        else:
+            message = "; ".join(f"{d['field']}: {d['message']}" if d["field"] else d["message"] for d in details)
+        raise BadRequestBody(HTTPStatus.BAD_REQUEST, "invalid-request", message, details) from None
+
+
+@app.post("/tokens")
+def create_token() -> Response:
+    # Not wrapped in tracer.capture_method: rejections are exceptions here, and that decorator logs each one with a
+    # traceback at ERROR level. The handler's segment carries the outcome as an annotation; the boto3 calls (secret,
+    # KeyValueStore) get their own subsegments from the tracer's automatic patching.
+    rt = runtime()
+    event = app.current_event
+    try:
+        body = event.decoded_body
+    except ValueError:  # bad base64 (binascii.Error) or not UTF-8 (UnicodeDecodeError)
+        raise BadRequestBody(HTTPStatus.BAD_REQUEST, "invalid-request", "the request body is not UTF-8 JSON") from None
+    request = parse_request(body, event.headers.get("content-type"))
+    viewer = viewer_from_request(event.headers, event.request_context.http.source_ip)
+    issued = issue(request, viewer, rt.keys, rt.store, rt.policy)
+    metrics.add_metric(name="TokensIssued", unit=MetricUnit.Count, value=1)
+    tracer.put_annotation(key="outcome", value="issued")
+    logger.info(
+        "token issued",
+        extra={
+            "session_id": issued.session_id,
+            "session_id_chosen_by_caller": request.session_id is not None,
+            "kid": issued.kid,
+            "expires_at": issued.expires_at,
+            "bind": request.bind,
+            "caller": _caller(event.raw_event),
+        },
+    )
+    return Response(
+        status_code=int(HTTPStatus.CREATED),
+        content_type=content_types.APPLICATION_JSON,
+        body=issued.to_dict(),
+        headers=NO_STORE,
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Outcomes other than 201.
+
+
+def _reject(status: HTTPStatus, reason: str, message: str, *, detail: str | None = None, **extra: Any) -> Response:
+    """Count, annotate and log a refusal, and answer ``{"error": reason, "message": message, **extra}``.
+
+    ``detail`` is what the operator needs (logged, not returned); ``message`` is what the caller is told.
+    """
+    metrics.add_dimension(name="reason", value=reason)
+    metrics.add_metric(name="TokenRequestsRejected", unit=MetricUnit.Count, value=1)
+    tracer.put_annotation(key="outcome", value=reason)
+    log = logger.error if status >= 500 else logger.warning if status == HTTPStatus.CONFLICT else logger.info
+    log("token request rejected", extra={"status": int(status), "reason": reason, "detail": detail or message})
+    return Response(
+        status_code=int(status),
+        content_type=content_types.APPLICATION_JSON,
+        body={"error": reason, "message": message, **extra},
+        headers=NO_STORE,
+    )
+
+
+@app.exception_handler(BadRequestBody)
+def _bad_body(exc: BadRequestBody) -> Response:
+    extra = {"details": exc.details} if exc.details else {}
+    return _reject(exc.status, exc.reason, exc.message, **extra)
+
+
+@app.exception_handler(InvalidIssueRequest)
+def _invalid_request(exc: InvalidIssueRequest) -> Response:
+    return _reject(HTTPStatus.BAD_REQUEST, exc.reason, exc.message)
+
+
+@app.exception_handler(SessionRevoked)
+def _revoked(exc: SessionRevoked) -> Response:
+    return _reject(HTTPStatus.CONFLICT, exc.reason, exc.message)
+
+
+@app.exception_handler(RevocationCheckFailed)
+def _store_unavailable(exc: RevocationCheckFailed) -> Response:
+    return _reject(
+        HTTPStatus.SERVICE_UNAVAILABLE, exc.reason, "the revocation list cannot be read; retry later", detail=exc.message
+    )
+
+
+@app.exception_handler(KeySourceError)
+def _key_unavailable(exc: KeySourceError) -> Response:
+    return _reject(
+        HTTPStatus.SERVICE_UNAVAILABLE,
+        "key-unavailable",
+        "the signing key cannot be read; retry later",
+        detail=f"signing key {exc.reason}: {exc}",
+    )
+
+
+@app.exception_handler(ConfigurationError)
+def _misconfigured(exc: ConfigurationError) -> Response:
+    return _reject(
+        HTTPStatus.INTERNAL_SERVER_ERROR,
+        "misconfigured",
+        "the token issuer is misconfigured; see its logs",
+        detail=str(exc),
+    )
+
+
+@app.not_found
+def _not_found(exc: NotFoundError) -> Response:
+    return _reject(HTTPStatus.NOT_FOUND, "not-found", "no such route: use POST /tokens")
+
+
+@app.exception_handler(Exception)
+def _internal(exc: Exception) -> Response:
+    logger.exception("unexpected error")
+    return _reject(HTTPStatus.INTERNAL_SERVER_ERROR, "internal", "unexpected error; see the issuer's logs")
+
+
+def _describe_error(error: Mapping[str, Any]) -> dict[str, str]:
+    """A pydantic error without its input value: which field (dotted path), and what is wrong with it."""
+    return {
+        "field": ".".join(str(part) for part in error.get("loc", ())),
+        "message": _clean(str(error.get("msg", "invalid"))),
+    }
+
+
+def _clean(message: str) -> str:
+    return message.removeprefix("Value error, ")
+
+
+def _caller(event: Mapping[str, Any]) -> str | None:
+    """The IAM principal that signed the request (function URL / HTTP API with IAM auth), for the audit log."""
+    iam = ((event.get("requestContext") or {}).get("authorizer") or {}).get("iam") or {}
+    return iam.get("userArn") or iam.get("callerId")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The Lambda entry point.
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+@tracer.capture_lambda_handler(capture_response=False)
+@metrics.log_metrics(capture_cold_start_metric=True)
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)
