@@ -1,0 +1,330 @@
+"""The revocation API Lambda, behind an IAM-authenticated function URL (or an HTTP API): manual revocations.
+
+Thin on purpose: parse and validate the request, call :mod:`detection.revocation`, turn the outcome into a response.
+The caller's IAM identity (``requestContext.authorizer.iam.userArn``) is recorded as ``manual:<arn>``: the audit
+trail cannot be set from the request body.
+
+========================================  ==================================================================================
+``POST /revocations``                     body ``{"session_id", "reason", "ttl_seconds" | "expires_at", ["force"]}``;
+                                          201 revoked (new), 200 already revoked (kept or extended: never shortened),
+                                          202 recorded in the ledger but not yet at the edge (the next run publishes)
+``DELETE /revocations/{session_id}``      200 lifted (or already lifted), 202 lifted but not yet at the edge,
+                                          404 never revoked
+``GET /revocations``                      200 ``{"revocations": [...], "count"}`` (in force now)
+``GET /flagged?since=EPOCH``              200 ``{"verdicts": [...], "count"}`` (default: the last 24 hours)
+========================================  ==================================================================================
+
+Errors are ``{"error": <code>, "message": ...}``: 400 (``invalid-request``, ``invalid-session-id``,
+``invalid-reason``, ``invalid-expiry``, ``invalid-since``), 404 (``not-revoked``, ``not-found``), 409
+(``allow-listed``: send ``"force": true`` to revoke an allow-listed session), 415, 500 (``misconfigured``,
+``internal``), 503 (``ledger-unavailable``).
+
+Configuration (environment, read once per execution environment): ``LEDGER_TABLE`` (the DynamoDB table; or
+``sqlite:<path>`` for a local run), ``EDGE_STORE`` (KeyValueStore ARN or local ``.json``), ``ALLOW_SESSIONS``
+(optional, comma-separated allow-listed session ids from the detection config), Powertools' ``POWERTOOLS_*``.
+
+Metrics: ``ManualRevocations``, ``ManualLifts``, ``EdgeStoreUtilization`` (percent of 5 MB after publishing),
+``EdgeStoreCapacityWarning`` (1 past the warning fraction), ``RevocationsNotPublished`` (skipped for lack of room),
+``PublishFailures``, ``RevocationRequestsRejected``, ``RevocationReads``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cache
+from http import HTTPStatus
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
+from aws_lambda_powertools.event_handler.exceptions import NotFoundError
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import BaseModel, ConfigDict, StrictBool, StrictInt, ValidationError
+
+from detection.ledger import Ledger, LedgerError, open_ledger
+from detection.publisher import PublishResult
+from detection.revocation import (
+    InvalidRevocation,
+    ManualResult,
+    RevocationError,
+    lift,
+    list_flagged,
+    list_revoked,
+    revoke,
+)
+from edge.store import EdgeStore, open_store
+
+LEDGER_TABLE_ENV = "LEDGER_TABLE"
+EDGE_STORE_ENV = "EDGE_STORE"
+ALLOW_SESSIONS_ENV = "ALLOW_SESSIONS"
+DEFAULT_SERVICE = "media-shield-revocation"
+DEFAULT_NAMESPACE = "MediaShield"
+
+SERVICE = os.getenv("POWERTOOLS_SERVICE_NAME") or DEFAULT_SERVICE
+logger = Logger(service=SERVICE)
+metrics = Metrics(namespace=os.getenv("POWERTOOLS_METRICS_NAMESPACE") or DEFAULT_NAMESPACE, service=SERVICE)
+app = APIGatewayHttpResolver()
+
+NO_STORE = {"Cache-Control": "no-store"}
+
+
+class ConfigurationError(Exception):
+    """The environment does not describe a usable ledger and edge store (500, logged)."""
+
+
+@dataclass(frozen=True)
+class RevocationRuntime:
+    ledger: Ledger
+    store: EdgeStore
+    allow_sessions: frozenset[str]
+
+
+@cache
+def runtime() -> RevocationRuntime:
+    """Ledger, edge store and allow-list, built once per execution environment (``runtime.cache_clear()`` resets)."""
+    ledger_spec = os.getenv(LEDGER_TABLE_ENV, "").strip()
+    store_spec = os.getenv(EDGE_STORE_ENV, "").strip()
+    missing = [name for name, value in ((LEDGER_TABLE_ENV, ledger_spec), (EDGE_STORE_ENV, store_spec)) if not value]
+    if missing:
+        raise ConfigurationError(f"missing environment variable(s): {', '.join(missing)}")
+    if not ledger_spec.startswith(("sqlite:", "dynamodb:", "arn:")):
+        ledger_spec = f"dynamodb:{ledger_spec}"
+    try:
+        ledger = open_ledger(ledger_spec)
+        store = open_store(store_spec)
+    except Exception as exc:  # noqa: BLE001 - any failure here is a configuration problem
+        raise ConfigurationError(f"cannot set up the revocation API: {type(exc).__name__}: {exc}") from exc
+    allow = frozenset(s.strip() for s in os.getenv(ALLOW_SESSIONS_ENV, "").split(",") if s.strip())
+    logger.info(
+        "revocation API configured", extra={"ledger": repr(ledger), "edge_store": repr(store), "allow_listed": len(allow)}
+    )
+    return RevocationRuntime(ledger=ledger, store=store, allow_sessions=allow)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Requests.
+
+
+class RevokeBody(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    session_id: str
+    reason: str
+    ttl_seconds: StrictInt | None = None
+    expires_at: StrictInt | None = None
+    force: StrictBool = False
+
+
+class BadRequest(Exception):
+    def __init__(self, status: HTTPStatus, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+def parse_body(body: str | None, content_type: str | None) -> RevokeBody:
+    media_type = (content_type or "").split(";", 1)[0].strip().lower()
+    if media_type and media_type != "application/json" and not media_type.endswith("+json"):
+        raise BadRequest(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type", "send application/json")
+    if not body or not body.strip():
+        raise BadRequest(
+            HTTPStatus.BAD_REQUEST,
+            "invalid-request",
+            'the body is required: {"session_id", "reason", "ttl_seconds" or "expires_at"}',
+        )
+    try:
+        return RevokeBody.model_validate_json(body)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False, include_input=False)
+        if any(e["type"] == "json_invalid" for e in errors):
+            message = "the body is not valid JSON"
+        else:
+            message = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in errors
+            )
+        raise BadRequest(HTTPStatus.BAD_REQUEST, "invalid-request", message) from None
+
+
+def _caller(event: Mapping[str, Any]) -> str:
+    iam = ((event.get("requestContext") or {}).get("authorizer") or {}).get("iam") or {}
+    who = iam.get("userArn") or iam.get("callerId")
+    return str(who) if who else "api-caller"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Routes.
+
+
+@app.post("/revocations")
+def create_revocation() -> Response:
+    rt = runtime()
+    event = app.current_event
+    try:
+        body = event.decoded_body
+    except ValueError:
+        raise BadRequest(HTTPStatus.BAD_REQUEST, "invalid-request", "the body is not UTF-8 JSON") from None
+    request = parse_body(body, event.headers.get("content-type"))
+    by = _caller(event.raw_event)
+    result = revoke(
+        rt.ledger,
+        rt.store,
+        request.session_id,
+        request.reason,
+        by=by,
+        ttl=request.ttl_seconds,
+        expires_at=request.expires_at,
+        allow_sessions=rt.allow_sessions,
+        force=request.force,
+    )
+    metrics.add_metric(name="ManualRevocations", unit=MetricUnit.Count, value=1)
+    logger.warning(  # an operator decision that blocks a viewer: always visible in the logs
+        "session revoked by hand",
+        extra={
+            "session_id": request.session_id,
+            "reason": request.reason,
+            "outcome": result.outcome,
+            "expires_at": result.revocation.expires_at,
+            "by": result.revocation.revoked_by,
+            "forced": request.force,
+            "published": result.published,
+        },
+    )
+    created = result.outcome in ("created", "reactivated")
+    return _manual_response(result, HTTPStatus.CREATED if created else HTTPStatus.OK)
+
+
+@app.delete("/revocations/<session_id>")
+def delete_revocation(session_id: str) -> Response:
+    rt = runtime()
+    result = lift(rt.ledger, rt.store, session_id, by=_caller(app.current_event.raw_event))
+    metrics.add_metric(name="ManualLifts", unit=MetricUnit.Count, value=1)
+    logger.warning(
+        "revocation lifted by hand",
+        extra={
+            "session_id": session_id,
+            "outcome": result.outcome,
+            "by": result.revocation.lifted_by,
+            "published": result.published,
+        },
+    )
+    return _manual_response(result, HTTPStatus.OK)
+
+
+@app.get("/revocations")
+def get_revocations() -> Response:
+    revocations = list_revoked(runtime().ledger)
+    metrics.add_metric(name="RevocationReads", unit=MetricUnit.Count, value=1)
+    return _json(HTTPStatus.OK, {"revocations": [r.model_dump() for r in revocations], "count": len(revocations)})
+
+
+@app.get("/flagged")
+def get_flagged() -> Response:
+    raw = app.current_event.get_query_string_value(name="since", default_value=None)
+    since: float | None = None
+    if raw is not None:
+        try:
+            since = float(raw)
+        except ValueError:
+            since = math.nan
+        if not math.isfinite(since) or since < 0:
+            raise InvalidRevocation(f"since must be epoch seconds, not {raw!r}", code="invalid-since")
+    verdicts = list_flagged(runtime().ledger, since=since)
+    metrics.add_metric(name="RevocationReads", unit=MetricUnit.Count, value=1)
+    return _json(HTTPStatus.OK, {"verdicts": [v.model_dump(mode="json") for v in verdicts], "count": len(verdicts)})
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Responses.
+
+
+def _json(status: HTTPStatus, body: dict[str, Any]) -> Response:
+    return Response(
+        status_code=int(status), content_type=content_types.APPLICATION_JSON, body=body, headers=NO_STORE
+    )
+
+
+def _manual_response(result: ManualResult, status: HTTPStatus) -> Response:
+    if result.publish is not None:
+        _publish_metrics(result.publish)
+    if not result.published:
+        metrics.add_metric(name="PublishFailures", unit=MetricUnit.Count, value=1)
+        logger.error("change recorded but not published to the edge", extra={"error": result.publish_error})
+        status = HTTPStatus.ACCEPTED
+    return _json(status, result.to_dict())
+
+
+def _publish_metrics(result: PublishResult) -> None:
+    metrics.add_metric(name="EdgeStoreUtilization", unit=MetricUnit.Percent, value=round(result.fraction * 100, 3))
+    metrics.add_metric(name="EdgeStoreCapacityWarning", unit=MetricUnit.Count, value=int(result.capacity_warning))
+    metrics.add_metric(name="RevocationsNotPublished", unit=MetricUnit.Count, value=len(result.skipped))
+    if result.capacity_warning:
+        logger.error(
+            "edge store near or over capacity",
+            extra={"fraction": result.fraction, "bytes": result.bytes, "skipped": list(result.skipped[:50])},
+        )
+
+
+def _error(status: HTTPStatus, code: str, message: str) -> Response:
+    metrics.add_metric(name="RevocationRequestsRejected", unit=MetricUnit.Count, value=1)
+    log = logger.error if status >= 500 else logger.info
+    log("revocation request rejected", extra={"status": int(status), "error": code, "detail": message})
+    return _json(status, {"error": code, "message": message})
+
+
+_STATUS = {
+    "allow-listed": HTTPStatus.CONFLICT,
+    "not-revoked": HTTPStatus.NOT_FOUND,
+}
+
+
+@app.exception_handler(BadRequest)
+def _bad_request(exc: BadRequest) -> Response:
+    return _error(exc.status, exc.code, exc.message)
+
+
+@app.exception_handler(RevocationError)
+def _refused(exc: RevocationError) -> Response:
+    return _error(_STATUS.get(exc.code, HTTPStatus.BAD_REQUEST), exc.code, str(exc))
+
+
+@app.exception_handler(LedgerError)
+def _ledger_unavailable(exc: LedgerError) -> Response:
+    metrics.add_metric(name="RevocationRequestsRejected", unit=MetricUnit.Count, value=1)
+    logger.error("ledger error", extra={"detail": str(exc)})
+    return _json(HTTPStatus.SERVICE_UNAVAILABLE, {"error": "ledger-unavailable", "message": "the ledger cannot be reached; retry later"})
+
+
+@app.exception_handler(ConfigurationError)
+def _misconfigured(exc: ConfigurationError) -> Response:
+    metrics.add_metric(name="RevocationRequestsRejected", unit=MetricUnit.Count, value=1)
+    logger.error("misconfigured", extra={"detail": str(exc)})
+    return _json(
+        HTTPStatus.INTERNAL_SERVER_ERROR,
+        {"error": "misconfigured", "message": "the revocation API is misconfigured; see its logs"},
+    )
+
+
+@app.not_found
+def _not_found(exc: NotFoundError) -> Response:
+    return _error(
+        HTTPStatus.NOT_FOUND,
+        "not-found",
+        "no such route: use POST /revocations, DELETE /revocations/{session_id}, GET /revocations, GET /flagged",
+    )
+
+
+@app.exception_handler(Exception)
+def _internal(exc: Exception) -> Response:
+    metrics.add_metric(name="RevocationRequestsRejected", unit=MetricUnit.Count, value=1)
+    logger.exception("unexpected error")
+    return _json(HTTPStatus.INTERNAL_SERVER_ERROR, {"error": "internal", "message": "unexpected error; see the logs"})
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+@metrics.log_metrics(capture_cold_start_metric=True)
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)

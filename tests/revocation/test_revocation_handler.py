@@ -1,0 +1,203 @@
+"""The revocation API Lambda, invoked with function URL events (payload 2.0, IAM auth); the ledger is DynamoDB on moto
+(table from TABLE_DEFINITION), the edge store the JSON twin."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from detection.ledger.dynamodb import DynamoDbLedger
+from edge.store import LocalEdgeStore
+
+from .conftest import HOUR, sid, verdict
+
+POWERTOOLS_ENV = {
+    "POWERTOOLS_SERVICE_NAME": "revocation-test",
+    "POWERTOOLS_METRICS_NAMESPACE": "MediaShieldTest",
+    "POWERTOOLS_TRACE_DISABLED": "true",
+    "POWERTOOLS_LOG_LEVEL": "INFO",
+}
+CALLER = "arn:aws:iam::123456789012:role/ops-alice"
+
+
+@pytest.fixture(scope="module")
+def handler_module():
+    with pytest.MonkeyPatch.context() as mp:
+        for name, value in POWERTOOLS_ENV.items():
+            mp.setenv(name, value)
+        if "detection.revocation_handler" in sys.modules:
+            module = importlib.reload(sys.modules["detection.revocation_handler"])
+        else:
+            module = importlib.import_module("detection.revocation_handler")
+        yield module
+        module.runtime.cache_clear()
+
+
+class Api:
+    def __init__(self, module: Any, ledger: DynamoDbLedger, store: LocalEdgeStore) -> None:
+        self.module, self.ledger, self.store = module, ledger, store
+
+    def call(self, method: str, path: str, body: Any = None, *, query: str = "",
+             headers: dict[str, str] | None = None) -> tuple[int, dict[str, Any]]:
+        event = http_event(method, path, body, query=query, headers=headers)
+        response = self.module.handler(event, FakeContext())
+        return response["statusCode"], json.loads(response["body"])
+
+
+@pytest.fixture
+def api(handler_module: Any, dynamodb: Any, table_name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    for name, value in POWERTOOLS_ENV.items():
+        monkeypatch.setenv(name, value)
+    store = LocalEdgeStore(tmp_path / "store.json")
+    store.put("k:kid-2026-01", "A" * 43)
+    monkeypatch.setenv("LEDGER_TABLE", table_name)
+    monkeypatch.setenv("EDGE_STORE", str(store.path))
+    monkeypatch.setenv("ALLOW_SESSIONS", f"{sid(50)}, {sid(51)}")
+    handler_module.runtime.cache_clear()
+    yield Api(handler_module, DynamoDbLedger(table_name, client=dynamodb), store)
+    handler_module.runtime.cache_clear()
+
+
+class FakeContext:
+    function_name = "revocation-api"
+    function_version = "$LATEST"
+    memory_limit_in_mb = 256
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:revocation-api"
+    aws_request_id = "c6af9ac6-7b61-11e6-9a41-93e812345678"
+    log_group_name = "/aws/lambda/revocation-api"
+    log_stream_name = "2026/01/01/[$LATEST]abcdef"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 10_000
+
+
+def http_event(method: str, path: str, body: Any = None, *, query: str = "",
+               headers: dict[str, str] | None = None) -> dict[str, Any]:
+    """A Lambda function URL event (IAM auth), payload format 2.0."""
+    event: dict[str, Any] = {
+        "version": "2.0",
+        "routeKey": "$default",
+        "rawPath": path,
+        "rawQueryString": query,
+        "headers": {"content-type": "application/json", "host": "abc.lambda-url.us-east-1.on.aws", **(headers or {})},
+        "requestContext": {
+            "accountId": "123456789012",
+            "apiId": "abcdefghijklmnop",
+            "authorizer": {"iam": {"accessKey": "AKIAEXAMPLE", "accountId": "123456789012", "callerId": "AROAEXAMPLE",
+                                   "userArn": CALLER, "userId": "AROAEXAMPLE"}},
+            "domainName": "abcdefghijklmnop.lambda-url.us-east-1.on.aws",
+            "domainPrefix": "abcdefghijklmnop",
+            "http": {"method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "192.0.2.10",
+                     "userAgent": "aws-sdk"},
+            "requestId": "req-0001",
+            "routeKey": "$default",
+            "stage": "$default",
+            "time": "01/Jan/2026:00:00:00 +0000",
+            "timeEpoch": 1767225600000,
+        },
+        "isBase64Encoded": False,
+    }
+    if query:
+        event["queryStringParameters"] = dict(part.split("=", 1) for part in query.split("&"))
+    if body is not None:
+        event["body"] = body if isinstance(body, str) else json.dumps(body)
+    return event
+
+
+def test_revoke_then_lift_reaches_the_edge(api: Api, capsys: pytest.CaptureFixture[str]) -> None:
+    status, body = api.call("POST", "/revocations", {"session_id": sid(1), "reason": "restreaming", "ttl_seconds": 3600})
+    assert status == 201 and body["outcome"] == "created" and body["published"] is True
+    revocation = body["revocation"]
+    assert revocation["revoked_by"] == f"manual:{CALLER}"  # from the IAM identity, not the body
+    assert abs(revocation["expires_at"] - (time.time() + HOUR)) < 60
+    assert api.store.get(f"r:{sid(1)}") == f"{revocation['expires_at']}|restreaming"
+    printed = capsys.readouterr().out
+    assert '"ManualRevocations"' in printed and '"EdgeStoreUtilization"' in printed  # EMF metrics
+
+    status, body = api.call("GET", "/revocations")
+    assert status == 200 and body["count"] == 1 and body["revocations"][0]["session_id"] == sid(1)
+
+    status, body = api.call("DELETE", f"/revocations/{sid(1)}")
+    assert status == 200 and body["outcome"] == "lifted" and body["revocation"]["lifted_by"] == f"manual:{CALLER}"
+    assert api.store.get(f"r:{sid(1)}") is None and api.store.get("k:kid-2026-01") is not None
+    assert api.call("GET", "/revocations")[1]["count"] == 0
+    assert api.call("DELETE", f"/revocations/{sid(1)}")[1]["outcome"] == "already-lifted"
+
+
+def test_a_repeated_revoke_is_200_and_never_shortens(api: Api) -> None:
+    until = int(time.time()) + 2 * HOUR
+    assert api.call("POST", "/revocations", {"session_id": sid(1), "reason": "manual", "expires_at": until})[0] == 201
+    status, body = api.call("POST", "/revocations", {"session_id": sid(1), "reason": "manual", "ttl_seconds": 60})
+    assert status == 200 and body["outcome"] == "unchanged" and body["revocation"]["expires_at"] == until
+
+
+@pytest.mark.parametrize(
+    ("body", "error"),
+    [
+        ({"session_id": "short", "reason": "manual", "ttl_seconds": 60}, "invalid-session-id"),
+        ({"session_id": sid(1), "reason": "No Good", "ttl_seconds": 60}, "invalid-reason"),
+        ({"session_id": sid(1), "reason": "manual", "ttl_seconds": 60, "expires_at": 99}, "invalid-expiry"),
+        ({"session_id": sid(1), "reason": "manual", "expires_at": 1000}, "invalid-expiry"),
+        ({"session_id": sid(1), "reason": "manual", "ttl_seconds": "60"}, "invalid-request"),
+        ({"session_id": sid(1), "reason": "manual", "ttl_seconds": 60, "by": "mallory"}, "invalid-request"),
+        ({"session_id": sid(1)}, "invalid-request"),
+        ("{not json", "invalid-request"),
+        ("", "invalid-request"),
+    ],
+)
+def test_bad_requests_are_400_and_change_nothing(api: Api, body: Any, error: str) -> None:
+    status, answer = api.call("POST", "/revocations", body)
+    assert (status, answer["error"]) == (400, error) and answer["message"]
+    assert api.store.items("r:") == {} and api.ledger.active_revocations() == []
+
+
+def test_allow_listed_is_409_unless_forced(api: Api) -> None:
+    status, body = api.call("POST", "/revocations", {"session_id": sid(50), "reason": "manual", "ttl_seconds": 60})
+    assert (status, body["error"]) == (409, "allow-listed") and "force" in body["message"]
+    status, body = api.call("POST", "/revocations",
+                            {"session_id": sid(50), "reason": "manual", "ttl_seconds": 60, "force": True})
+    assert status == 201 and api.store.get(f"r:{sid(50)}") is not None
+
+
+def test_lifting_an_unknown_session_is_404(api: Api) -> None:
+    status, body = api.call("DELETE", f"/revocations/{sid(7)}")
+    assert (status, body["error"]) == (404, "not-revoked")
+    assert api.call("DELETE", "/revocations/bad")[1]["error"] == "invalid-session-id"
+
+
+def test_flagged_since(api: Api) -> None:
+    now = int(time.time())
+    api.ledger.record_verdicts("run-1", [verdict(sid(1), decided_at=now - 600), verdict(sid(2), decided_at=now - 3 * HOUR)])
+    status, body = api.call("GET", "/flagged", query=f"since={now - HOUR}")
+    assert status == 200 and [v["session_id"] for v in body["verdicts"]] == [sid(1)]
+    assert body["verdicts"][0]["reasons"][0]["code"] == "concurrent-ips"
+    assert api.call("GET", "/flagged")[1]["count"] == 2  # default: the last 24 hours
+    status, body = api.call("GET", "/flagged", query="since=yesterday")
+    assert (status, body["error"]) == (400, "invalid-since")
+
+
+def test_unknown_route_and_media_type(api: Api) -> None:
+    status, body = api.call("GET", "/nothing-here")
+    assert (status, body["error"]) == (404, "not-found")
+    status, body = api.call("POST", "/revocations", "x", headers={"content-type": "text/plain"})
+    assert (status, body["error"]) == (415, "unsupported-media-type")
+
+
+def test_store_failure_is_202_and_the_ledger_keeps_it(api: Api) -> None:
+    api.store.path.write_text("corrupt")
+    status, body = api.call("POST", "/revocations", {"session_id": sid(1), "reason": "manual", "ttl_seconds": 60})
+    assert status == 202 and body["published"] is False and "not a valid KeyValueStore file" in body["publish_error"]
+    assert [r.session_id for r in api.ledger.active_revocations()] == [sid(1)]
+
+
+def test_missing_configuration_is_500(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("LEDGER_TABLE")
+    api.module.runtime.cache_clear()
+    status, body = api.call("GET", "/revocations")
+    assert (status, body["error"]) == (500, "misconfigured") and "LEDGER_TABLE" not in body["message"]
