@@ -28,6 +28,7 @@ vectors: $(STAMP)
 
 template: $(STAMP)
 	$(PY) -m edge.template_inline
+	$(PY) -m detection.template_schema
 
 bench: $(STAMP)
 	node bench/edge_verify.mjs

@@ -1,0 +1,214 @@
+"""``python -m detection detect | generate | convert | evaluate`` (CLI contract in DESIGN.md).
+
+- ``detect --logs PATH [--fields a,b,c] [--window MINUTES] [--now EPOCH] [--out FILE] [--config FILE] [--monitor]``
+  writes ``{"sessions": [...], "stats": {...}}`` (``--out -`` or no ``--out``: stdout). Exit 0; exit 2 with
+  ``error: ...`` on bad input (missing or unusable logs, unknown field, bad window, bad config).
+- ``generate --out DIR --sessions N --minutes M --seed S`` writes a labelled corpus.
+- ``convert --logs SRC --out DST [--fields ...]`` writes Parquet of TSV logs.
+- ``evaluate --corpus DIR [--window MINUTES] [--json] [--config FILE]`` prints the evaluation table.
+
+Subcommands are registered in ``COMMANDS`` (name -> (add_arguments, run)); another module can add one (the
+``demo`` subcommand of the local pipeline) with :func:`register`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+EXIT_OK, EXIT_BAD_INPUT = 0, 2
+
+Command = tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int], str]
+COMMANDS: dict[str, Command] = {}
+
+
+class UsageError(ValueError):
+    """Bad input from the command line: printed as ``error: ...``, exit 2."""
+
+
+def register(name: str, add_arguments: Callable[[argparse.ArgumentParser], None],
+             run: Callable[[argparse.Namespace], int], help: str) -> None:  # noqa: A002 - argparse's word
+    """Add a subcommand (e.g. ``demo``, added by the local pipeline)."""
+    COMMANDS[name] = (add_arguments, run, help)
+
+
+def _positive_minutes(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of minutes") from None
+    if not math.isfinite(value) or value <= 0 or value > 7 * 24 * 60:
+        raise argparse.ArgumentTypeError(f"the window must be between 0 and {7 * 24 * 60} minutes, not {text}")
+    return value
+
+
+def _epoch(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not epoch seconds") from None
+    if not math.isfinite(value) or value < 0 or value >= 2**40:
+        raise argparse.ArgumentTypeError(f"{text!r} is not epoch seconds")
+    return value
+
+
+def _config(args: argparse.Namespace) -> Any:
+    from detection.config import DetectionConfig
+
+    config = DetectionConfig.load(args.config) if getattr(args, "config", None) else DetectionConfig()
+    if getattr(args, "monitor", False):
+        config = config.model_copy(update={"monitor": True})
+    return config
+
+
+def _write_json(document: Any, out: str | None, stdout: TextIO) -> None:
+    text = json.dumps(document, indent=2, sort_keys=False) + "\n"
+    if out is None or out == "-":
+        stdout.write(text)
+        stdout.flush()
+    else:
+        target = Path(out)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text, encoding="utf-8")
+
+
+# -- detect ---------------------------------------------------------------------------------------------------------
+
+
+def _detect_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--logs", required=True, help="a log file or folder (TSV, gzip, Firehose folders, Parquet)")
+    parser.add_argument("--fields", help="the real-time log field list, a,b,c (default: fields.txt of the folder)")
+    parser.add_argument("--window", type=_positive_minutes, default=10.0, help="window length in minutes (10)")
+    parser.add_argument("--now", type=_epoch, help="window end, epoch seconds (default: just after the newest record)")
+    parser.add_argument("--out", help="output file; - or none: stdout")
+    parser.add_argument("--config", help="detection config JSON (thresholds, allow-lists, monitor mode)")
+    parser.add_argument("--monitor", action="store_true", help="monitor mode: flag, never revoke")
+
+
+def _detect(args: argparse.Namespace) -> int:
+    from detection.detect import detect
+
+    run = detect(args.logs, fields=args.fields, window_minutes=args.window, now=args.now, config=_config(args))
+    _write_json(run.to_dict(), args.out, sys.stdout)
+    stats = run.stats
+    skipped = stats["records_skipped_total"]
+    print(
+        f"{stats['records_read']} records, {skipped} skipped, {stats['sessions_scored']} sessions scored, "
+        f"{stats['revoke']} revoke, {stats['flag']} flag, {stats['monitor']} monitor "
+        f"({stats['timings']['total']:.2f} s)",
+        file=sys.stderr,
+    )
+    return EXIT_OK
+
+
+# -- generate -------------------------------------------------------------------------------------------------------
+
+
+def _generate_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument("--sessions", type=int, required=True, help="playback sessions")
+    parser.add_argument("--minutes", type=float, required=True, help="time span in minutes")
+    parser.add_argument("--seed", type=int, required=True, help="random seed")
+    parser.add_argument("--start", type=_epoch, help="start epoch (default 2026-01-01T00:00:00Z)")
+    parser.add_argument("--pirate-share", type=float, help="fraction of pirate sessions (default about 0.03)")
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from detection.generate import DEFAULT_START_EPOCH, generate_corpus
+
+    if args.sessions < 1 or args.minutes <= 0 or not math.isfinite(args.minutes):
+        raise UsageError("--sessions must be at least 1 and --minutes positive")
+    if args.pirate_share is not None and not 0 <= args.pirate_share <= 1:
+        raise UsageError("--pirate-share must be between 0 and 1")
+    summary = generate_corpus(
+        args.out,
+        args.sessions,
+        args.minutes,
+        args.seed,
+        start_epoch=args.start if args.start is not None else DEFAULT_START_EPOCH,
+        pirate_share=args.pirate_share,
+    )
+    print(json.dumps(summary.to_dict(), indent=2))
+    return EXIT_OK
+
+
+# -- convert --------------------------------------------------------------------------------------------------------
+
+
+def _convert_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--logs", required=True, help="TSV log file or folder")
+    parser.add_argument("--out", required=True, help="Parquet output folder")
+    parser.add_argument("--fields", help="the real-time log field list (default: fields.txt of the folder)")
+
+
+def _convert(args: argparse.Namespace) -> int:
+    from detection.convert import convert_to_parquet
+
+    report = convert_to_parquet(args.logs, args.out, fields=args.fields)
+    print(json.dumps(report.to_dict(), indent=2))
+    return EXIT_OK
+
+
+# -- evaluate -------------------------------------------------------------------------------------------------------
+
+
+def _evaluate_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--corpus", required=True, help="a labelled corpus folder (python -m detection generate)")
+    parser.add_argument("--logs", help="its logs when elsewhere (e.g. a Parquet conversion)")
+    parser.add_argument("--window", type=_positive_minutes, default=10.0, help="window length in minutes (10)")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of the table")
+    parser.add_argument("--config", help="detection config JSON")
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from detection.evaluate import evaluate_corpus, format_table
+
+    evaluation = evaluate_corpus(args.corpus, window_minutes=args.window, config=_config(args), logs=args.logs)
+    if args.json:
+        _write_json(evaluation.to_dict(), None, sys.stdout)
+    else:
+        print(format_table(evaluation))
+    return EXIT_OK
+
+
+register("detect", _detect_arguments, _detect, "detect pirated sessions in real-time logs (JSON verdicts)")
+register("generate", _generate_arguments, _generate, "write a labelled synthetic corpus")
+register("convert", _convert_arguments, _convert, "convert TSV logs to Parquet")
+register("evaluate", _evaluate_arguments, _evaluate, "evaluate detection and the baseline rule on a labelled corpus")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m detection", description="Piracy detection on real-time logs.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (add_arguments, _run, help_text) in COMMANDS.items():
+        add_arguments(sub.add_parser(name, help=help_text, description=help_text))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from detection.config import ConfigError
+    from detection.logs import InputError
+    from detection.query import QueryError
+
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse already printed "error: ..." and the usage
+        return int(exc.code) if isinstance(exc.code, int) else EXIT_BAD_INPUT
+    try:
+        return COMMANDS[args.command][1](args)
+    except (UsageError, InputError, QueryError, ConfigError, FileNotFoundError, NotADirectoryError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except ValueError as exc:  # e.g. the generator's own argument checks
+        if args.command in ("generate", "convert"):
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        raise
+    except BrokenPipeError:  # stdout closed early (| head)
+        return EXIT_OK

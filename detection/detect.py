@@ -1,0 +1,193 @@
+"""One detection run, end to end: log input -> the feature SQL -> the policy -> verdicts and stats.
+
+``detect(path)`` opens the input with :mod:`detection.logs` (files, Firehose folders, Parquet; bad lines counted and
+skipped), runs ``detection/sql/features.sql`` over the window on DuckDB, scores the per-session table with
+:mod:`detection.policy` and returns a :class:`DetectRun`, whose ``to_dict()`` is the JSON of the ``detect``
+contract::
+
+    {"sessions": [{"session_id", "score", "action", "reasons": [...], "features": {...}}, ...],
+     "stats": {"window": ..., "records_read": ..., "records_skipped": {...}, "sessions_scored": ..., ...}}
+
+The window is ``window_minutes`` ending at ``now`` (end exclusive), or, without ``now``, ending just after the
+newest record of the input. Raises ``InputError`` (from detection.logs) when the input is unusable, ``QueryError``
+when the field list lacks a field detection needs, ``ConfigError`` for a bad configuration.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from detection.config import DetectionConfig
+from detection.logs import InputError, LogInput, open_logs
+from detection.policy import score_sessions
+from detection.query import FEATURES, QueryError, load_query, prepare_relation
+from detection.schema import Field
+from detection.verdicts import Verdict
+
+__all__ = [
+    "DEFAULT_MEMORY_LIMIT",
+    "DEFAULT_WINDOW_MINUTES",
+    "DetectRun",
+    "InputError",
+    "QueryError",
+    "detect",
+    "newest_record",
+    "run_window",
+]
+
+DEFAULT_WINDOW_MINUTES = 10.0
+#: DuckDB's memory limit for a run on its own connection (the benchmark's target: 1.5 GB for the whole process).
+DEFAULT_MEMORY_LIMIT = "1200MB"
+
+
+@dataclass
+class DetectRun:
+    """The verdicts of the flagged sessions (highest score first), the run's stats and the feature table."""
+
+    verdicts: list[Verdict]
+    stats: dict[str, Any]
+    window: tuple[float, float]
+    features: pa.Table | None = field(default=None, repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"sessions": [v.to_dict() for v in self.verdicts], "stats": self.stats}
+
+
+def _sql_string(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def newest_record(logs: LogInput) -> float | None:
+    """Timestamp of the newest record: from the Parquet footers' statistics when every file is Parquet (no scan),
+    else by scanning the newest hour folders (:meth:`LogInput.newest_timestamp`)."""
+    files = logs._all_files  # noqa: SLF001 - the input layer's file list
+    if files and all(f.kind == "parquet" for f in files):
+        paths = "[" + ", ".join(_sql_string(str(f.path)) for f in files) + "]"
+        try:
+            row = logs.con.execute(
+                f"SELECT max(TRY_CAST(stats_max AS DOUBLE)), count(*), count(stats_max) "
+                f"FROM parquet_metadata({paths}) WHERE path_in_schema = 'timestamp'"
+            ).fetchone()
+        except duckdb.Error:
+            row = None
+        if row and row[0] is not None and row[1] == row[2]:
+            return float(row[0])
+    return logs.newest_timestamp()
+
+
+def run_window(
+    logs: LogInput,
+    window: tuple[float, float],
+    config: DetectionConfig,
+    *,
+    require_records: bool = True,
+) -> tuple[list[Verdict], dict[str, Any], pa.Table]:
+    """Features and verdicts for one window of an open input (the window's view is set here). Raises InputError
+    for a window without any valid record unless ``require_records`` is false."""
+    timings: dict[str, float] = {}
+    clock = time.perf_counter()
+    logs.set_window(window)
+    relation, missing = prepare_relation(logs.con, logs.view, f"{logs.view}__detect")
+    query = load_query(FEATURES)
+    table = logs.run(lambda con: query.run(con, window, relation=relation))
+    timings["features_sql"] = time.perf_counter() - clock
+    records = int(pc.sum(table["records"]).as_py() or 0) if table.num_rows else 0
+    report = logs.report(records_read=records, require_records=require_records)
+    clock = time.perf_counter()
+    result = score_sessions(table, config)
+    timings["policy"] = time.perf_counter() - clock
+    verdicts = sorted(result.verdicts, key=lambda v: (-v.score, v.session_id))
+    named = pc.is_valid(table["session_id"]) if table.num_rows else pa.array([], pa.bool_())
+    stats: dict[str, Any] = {
+        "window": {"start": window[0], "end": window[1], "minutes": round((window[1] - window[0]) / 60.0, 3)},
+        "records_read": records,
+        "records_skipped": dict(report.records_skipped),
+        "records_skipped_total": report.records_skipped_total,
+        "sessions_seen": int(pc.sum(named).as_py() or 0) if table.num_rows else 0,
+        "sessions_scored": result.stats["sessions_scored"],
+        "flagged": len(verdicts),
+        "revoke": result.stats["revoked"],
+        "flag": result.stats["flagged"],
+        "monitor": result.stats["monitored"],
+        "reasons": result.stats["reasons"],
+        "missing_fields": [c.replace("_", "-") for c in missing],
+        "input": report.to_dict(),
+        "timings": {k: round(v, 4) for k, v in timings.items()},
+    }
+    return verdicts, stats, table
+
+
+def detect(
+    logs: str | os.PathLike[str],
+    *,
+    fields: str | os.PathLike[str] | Iterable[str | Field] | None = None,
+    window_minutes: float = DEFAULT_WINDOW_MINUTES,
+    now: float | None = None,
+    config: DetectionConfig | None = None,
+    con: duckdb.DuckDBPyConnection | None = None,
+    keep_features: bool = False,
+    memory_limit: str | None = DEFAULT_MEMORY_LIMIT,
+) -> DetectRun:
+    """Detect pirated sessions in the log input at ``logs`` (see the module docstring).
+
+    Without ``con``, runs on its own in-memory DuckDB connection limited to ``memory_limit`` (DuckDB spills its
+    hash tables to a temporary folder beyond it), so a run over millions of records stays within a Lambda's or a
+    laptop's memory."""
+    started = time.perf_counter()
+    config = config or DetectionConfig()
+    if isinstance(window_minutes, bool) or not isinstance(window_minutes, (int, float)) or not window_minutes > 0:
+        raise InputError(f"the window must be a positive number of minutes, not {window_minutes!r}")
+    if now is not None and (isinstance(now, bool) or not isinstance(now, (int, float)) or not 0 <= now < 2**40):
+        raise InputError(f"--now must be epoch seconds, not {now!r}")
+    clock = time.perf_counter()
+    own = con is None
+    spill = None
+    if own:
+        spill = tempfile.TemporaryDirectory(prefix="detect-spill-")
+        settings = {"temp_directory": spill.name}
+        if memory_limit:
+            settings["memory_limit"] = memory_limit
+        con = duckdb.connect(config=settings)
+        con.execute("SET enable_progress_bar = false")
+    try:
+        logs_input = open_logs(logs, con, fields=fields)
+        with logs_input:
+            opened = time.perf_counter() - clock
+            clock = time.perf_counter()
+            newest = None
+            if now is None:
+                newest = newest_record(logs_input)
+                if newest is None:
+                    logs_input.report(records_read=0)  # raises InputError saying why (every line rejected...)
+                    raise InputError(f"no log record in {logs}")
+                end = newest + 0.001  # the newest record is inside the window (end exclusive)
+            else:
+                end = float(now)
+            located = time.perf_counter() - clock
+            window = (max(0.0, end - float(window_minutes) * 60.0), end)
+            verdicts, stats, table = run_window(logs_input, window, config)
+    finally:
+        if own:
+            con.close()
+            spill.cleanup()
+    stats["window"]["newest_record"] = newest
+    stats["timings"] = {
+        "open": round(opened, 4),
+        "newest_record": round(located, 4),
+        **stats["timings"],
+        "total": round(time.perf_counter() - started, 4),
+    }
+    records = stats["records_read"]
+    total = stats["timings"]["total"]
+    stats["records_per_second"] = round(records / total, 1) if total > 0 else None
+    stats["mode"] = "monitor" if config.monitor else "enforce"
+    return DetectRun(verdicts=verdicts, stats=stats, window=window, features=table if keep_features else None)

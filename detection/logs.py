@@ -1,0 +1,662 @@
+"""Open CloudFront real-time log input as a typed DuckDB view, columnar from file to result.
+
+Input (the "real-time log input" contract): one file or a folder; tab-separated records, plain or gzip, in Firehose's
+``YYYY/MM/DD/HH/`` folders, with the field list given by the caller or by a ``fields.txt`` at the folder root; or
+Parquet files of the same columns. ``open_logs`` lists the files, prunes hour folders outside the time window, and
+creates a temporary view (default ``logs``) with one snake_case column per field, ``-`` read as NULL, the user agent
+left URL-encoded, and rows filtered to the window. Nothing is read until a query runs on the view; the reading is
+DuckDB's ``read_csv``/``read_parquet`` (no per-line Python).
+
+Bad input is never silently dropped. Lines DuckDB cannot parse (wrong field count, binary garbage, a line longer
+than ``MAX_LINE_BYTES``, an unparsable number in a column the query reads) go to a rejects table and are counted per
+kind; a gzip file DuckDB cannot finish (truncated, or a broken stream) is salvaged up to the damage by
+``LogInput.run``, which retries the query once the file has been repaired, and the lost tail is counted (DuckDB does
+not check gzip CRCs: bytes garbled inside a stream come out as bad lines, counted as such). ``LogInput.report`` returns
+the ``InputReport`` for the run's stats and raises ``InputError`` when the input is unusable as a whole.
+
+Typical use::
+
+    with open_logs("logs/", window=(start, end)) as logs:
+        table = logs.execute("SELECT count(*) AS n FROM logs")   # or logs.run(lambda con: ...)
+        report = logs.report(records_read=table["n"][0].as_py())
+"""
+
+from __future__ import annotations
+
+import calendar
+import os
+import re
+import shutil
+import tempfile
+import zlib
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import duckdb
+
+from detection.schema import FIELDS_BY_COLUMN, Field, SchemaError, parse_fields
+
+__all__ = [
+    "DEFAULT_SLACK_SECONDS",
+    "InputError",
+    "InputReport",
+    "LogFile",
+    "LogInput",
+    "MAX_LINE_BYTES",
+    "SKIP_KINDS",
+    "list_log_files",
+    "open_logs",
+    "partition_start",
+]
+
+T = TypeVar("T")
+
+#: Longest line accepted. CloudFront caps URLs at 8 KB and truncates header fields to 800 bytes, so a real record
+#: with every field stays well below this; anything longer is not a CloudFront record.
+MAX_LINE_BYTES = 64 * 1024
+
+#: How far (seconds) a Firehose hour folder may be from the event times it holds. Firehose names the folder after the
+#: arrival time of the oldest record in the object and buffers up to 900 s, and records arrive a little after the
+#: request: a record of time t sits in a folder whose hour overlaps [t - 900 s, t + 900 s).
+DEFAULT_SLACK_SECONDS = 900
+
+#: Kinds of skipped records, in the order a line's first problem is classified.
+SKIP_KINDS = (
+    "binary",  # not UTF-8 text (binary garbage)
+    "line_too_long",  # longer than MAX_LINE_BYTES
+    "field_count",  # more or fewer tab-separated fields than the field list
+    "bad_value",  # a value that does not parse as its column's type (e.g. a non-numeric sc-bytes)
+    "truncated",  # the partial last line of a damaged gzip file, and whatever was lost after it
+    "malformed",  # anything else DuckDB's reader rejected
+)
+
+_REJECT_KIND = {
+    "INVALID ENCODING": "binary",
+    "INVALID UNICODE": "binary",
+    "LINE SIZE OVER MAXIMUM": "line_too_long",
+    "MISSING COLUMNS": "field_count",
+    "TOO MANY COLUMNS": "field_count",
+    "CAST": "bad_value",
+}
+_KIND_RANK = {kind: rank for rank, kind in enumerate(SKIP_KINDS)}
+# CloudFront URL-encodes what it logs: a control character in a line means binary data, whichever error DuckDB
+# reported first for it (a garbage byte in a column the query does not read shows up as a field count error).
+_BINARY_RE = re.compile("[\x00-\x08\x0b-\x1f\x7f\ufffd]")
+
+_METADATA_NAMES = {"fields.txt", "labels.csv", "labels.parquet", "summary.json", "manifest.json", "readme.md"}
+_PARTITION_RE = re.compile(r"(?:^|/)(\d{4})/(\d{2})/(\d{2})/(\d{2})/")
+_FIREHOSE_NAME_RE = re.compile(r"-(\d{4})-(\d{2})-(\d{2})-(\d{2})-(\d{2})-(\d{2})-[0-9A-Fa-f]{8}-[0-9A-Fa-f-]{27}")
+_GZIP_MAGIC = b"\x1f\x8b"
+_PARQUET_MAGIC = b"PAR1"
+
+
+class InputError(ValueError):
+    """The log input is unusable as a whole (no files, no valid record, unknown field...). The CLI exits 2."""
+
+
+@dataclass
+class InputReport:
+    """What was read, what was skipped and why: the input part of a run's stats."""
+
+    path: str
+    fields: list[str]
+    formats: list[str]  # "tsv", "tsv.gz", "parquet" as present
+    window: tuple[float, float] | None
+    files_found: int  # log files under the path
+    files_read: int  # files opened (inside the window's partitions)
+    files_pruned: int  # files not opened because their hour folder is outside the window
+    bytes_read: int  # on-disk bytes of the files opened
+    records_read: int | None  # valid records (inside the window, when there is one)
+    records_skipped: dict[str, int]  # by kind, see SKIP_KINDS
+    files_damaged: dict[str, str] = field(default_factory=dict)  # path -> what was wrong (salvaged up to the damage)
+    examples: list[dict[str, Any]] = field(default_factory=list)  # a few skipped lines: file, line, kind, message
+
+    @property
+    def records_skipped_total(self) -> int:
+        return sum(self.records_skipped.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "fields": list(self.fields),
+            "formats": list(self.formats),
+            "window": list(self.window) if self.window else None,
+            "files_found": self.files_found,
+            "files_read": self.files_read,
+            "files_pruned": self.files_pruned,
+            "bytes_read": self.bytes_read,
+            "records_read": self.records_read,
+            "records_skipped": dict(self.records_skipped),
+            "records_skipped_total": self.records_skipped_total,
+            "files_damaged": dict(self.files_damaged),
+            "examples": list(self.examples),
+        }
+
+
+@dataclass(frozen=True)
+class LogFile:
+    path: Path
+    size: int
+    kind: str  # "tsv", "tsv.gz" or "parquet"
+    partition: int | None  # epoch of the YYYY/MM/DD/HH folder it sits in, if any
+    delivered: int | None = None  # arrival time of its oldest record, from a Firehose object name, if any
+
+
+def partition_start(relative_path: str) -> int | None:
+    """Epoch seconds (UTC) of the ``YYYY/MM/DD/HH/`` folder a path sits in, or None."""
+    match = None
+    for match in _PARTITION_RE.finditer(relative_path.replace(os.sep, "/")):
+        pass
+    if match is None:
+        return None
+    year, month, day, hour = (int(g) for g in match.groups())
+    if not (1 <= month <= 12 and 1 <= day <= 31 and hour <= 23):
+        return None
+    try:
+        return calendar.timegm((year, month, day, hour, 0, 0))
+    except (ValueError, OverflowError):
+        return None
+
+
+def _firehose_time(name: str) -> int | None:
+    match = _FIREHOSE_NAME_RE.search(name)
+    if match is None:
+        return None
+    year, month, day, hour, minute, second = (int(g) for g in match.groups())
+    try:
+        return calendar.timegm((year, month, day, hour, minute, second))
+    except (ValueError, OverflowError):
+        return None
+
+
+def _sniff(path: Path) -> str:
+    with path.open("rb") as handle:
+        head = handle.read(4)
+    if head[:2] == _GZIP_MAGIC:
+        return "tsv.gz"
+    if head == _PARQUET_MAGIC or path.suffix == ".parquet":
+        return "parquet"
+    return "tsv"
+
+
+def _is_metadata(path: Path) -> bool:
+    name = path.name.lower()
+    return name.startswith(".") or name.startswith("_") or name in _METADATA_NAMES or name.endswith((".json", ".md"))
+
+
+def list_log_files(
+    path: str | os.PathLike[str],
+    window: tuple[float, float] | None = None,
+    slack: float = DEFAULT_SLACK_SECONDS,
+) -> tuple[list[LogFile], list[LogFile]]:
+    """The log files under ``path`` as ``(selected, pruned)``.
+
+    A folder with ``YYYY/MM/DD/HH`` sub-folders contributes only the files inside them; a flat folder contributes
+    every file except metadata (``fields.txt``, labels, hidden files, JSON/Markdown). With a window, files in hour
+    folders that cannot hold a record of the window (see ``DEFAULT_SLACK_SECONDS``) are pruned: never opened.
+    Files outside any hour folder are always selected. Empty files are skipped.
+    """
+    root = Path(path)
+    if root.is_file():
+        candidates = [root]
+        rel = {root: root.name}
+    elif root.is_dir():
+        candidates = sorted(p for p in root.rglob("*") if p.is_file() and not _is_metadata(p))
+        rel = {p: p.relative_to(root).as_posix() for p in candidates}
+        if any(partition_start(r) is not None for r in rel.values()):
+            candidates = [p for p in candidates if partition_start(rel[p]) is not None]
+    else:
+        raise InputError(f"log input not found: {root}")
+
+    selected: list[LogFile] = []
+    pruned: list[LogFile] = []
+    for p in candidates:
+        size = p.stat().st_size
+        if size == 0:
+            continue
+        hour = partition_start(rel[p])
+        item = LogFile(path=p, size=size, kind=_sniff(p), partition=hour, delivered=_firehose_time(p.name))
+        if window is not None and hour is not None:
+            start, end = window
+            if hour + 3600 <= start - slack or hour >= end + slack:
+                pruned.append(item)
+                continue
+        selected.append(item)
+    return selected, pruned
+
+
+def _sql_str(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _sql_list(paths: Iterable[str]) -> str:
+    return "[" + ", ".join(_sql_str(p) for p in paths) + "]"
+
+
+def _float(value: float) -> str:
+    return repr(float(value))
+
+
+def _fields_from_folder(root: Path) -> list[Field] | None:
+    """The fields.txt at the root of a log folder; for a single file, the nearest one in the folders above it
+    (a file deep in ``YYYY/MM/DD/HH/`` finds the one at the layout's root)."""
+    candidates = [root / "fields.txt"] if root.is_dir() else [p / "fields.txt" for p in list(root.parents)[:5]]
+    for candidate in candidates:
+        if candidate.is_file():
+            try:
+                return parse_fields(candidate.read_text(encoding="utf-8"))
+            except SchemaError as exc:
+                raise InputError(f"{candidate}: {exc}") from exc
+    return None
+
+
+class LogInput:
+    """A typed view over log files, plus the bookkeeping that makes its ``InputReport``. Made by ``open_logs``."""
+
+    def __init__(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        path: Path,
+        fields: list[Field] | None,
+        view: str,
+        window: tuple[float, float] | None,
+        slack: float,
+    ) -> None:
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", view):
+            raise ValueError(f"view name must be a plain SQL identifier: {view!r}")
+        self.con = con
+        self.path = path
+        self.view = view
+        self.slack = slack
+        self._rejects = f"{view}__rejects"
+        self._reject_scans = f"{view}__reject_scans"
+        self._workdir: Path | None = None
+        self._salvaged: dict[Path, Path] = {}  # original -> repaired plain copy
+        self._salvage_lost: dict[Path, int] = {}  # original -> partial lines lost at the damage
+        self._excluded: set[Path] = set()  # unreadable files left out (recorded in files_damaged)
+        self.files_damaged: dict[str, str] = {}
+        self.window: tuple[float, float] | None = None
+        self.files: list[LogFile] = []  # files the view reads
+        self.pruned: list[LogFile] = []  # files left out by the window
+        self._all_files, _ = list_log_files(path, None, slack)
+        if not self._all_files:
+            raise InputError(f"no log files under {path}")
+        self.fields: list[Field] = fields if fields is not None else self._default_fields()
+        self.set_window(window)
+
+    # -- view -----------------------------------------------------------------------------------------------------
+
+    def set_window(self, window: tuple[float, float] | None) -> None:
+        """(Re)create the view for ``[start, end)`` epoch seconds (None: everything), pruning hour folders."""
+        if window is not None:
+            start, end = float(window[0]), float(window[1])
+            if not end > start:
+                raise InputError(f"empty time window: start {start} is not before end {end}")
+            if "timestamp" not in {f.column for f in self.fields}:
+                raise InputError("a time window needs the timestamp field in the field list")
+            window = (start, end)
+            self.files, self.pruned = list_log_files(self.path, window, self.slack)
+        else:
+            self.files, self.pruned = list(self._all_files), []
+        self.window = window
+        self._create_view(self.view, self.files, window)
+
+    def _default_fields(self) -> list[Field]:
+        from_folder = _fields_from_folder(self.path)
+        if from_folder is not None:
+            return from_folder
+        parquet = [f for f in self._all_files if f.kind == "parquet"]
+        if parquet and len(parquet) == len(self._all_files):
+            names = ", ".join(_sql_str(c) for c in FIELDS_BY_COLUMN)
+            for item in parquet:  # the first readable file's columns
+                try:
+                    columns = [
+                        row[0]
+                        for row in self.con.execute(
+                            f"SELECT name FROM parquet_schema({_sql_str(str(item.path))}) WHERE name IN ({names})"
+                        ).fetchall()
+                    ]
+                except duckdb.Error:
+                    continue
+                if not columns:
+                    raise InputError(f"{item.path}: no CloudFront real-time log column in this Parquet file")
+                return sorted((FIELDS_BY_COLUMN[c] for c in columns), key=lambda f: f.position)
+            raise InputError(f"no readable Parquet file under {self.path}")
+        raise InputError(
+            f"no field list for {self.path}: pass --fields (e.g. --fields timestamp,c-ip,...) or put a fields.txt "
+            f"(one CloudFront field name per line, canonical order) at the root of the log folder"
+        )
+
+    def _csv_options(self) -> str:
+        columns = "{" + ", ".join(f"{_sql_str(f.column)}: {_sql_str(f.sql_type)}" for f in self.fields) + "}"
+        return (
+            f"columns={columns}, delim='\\t', quote='', escape='', header=false, nullstr='-', auto_detect=false, "
+            f"max_line_size={MAX_LINE_BYTES}, store_rejects=true, rejects_table={_sql_str(self._rejects)}, "
+            f"rejects_scan={_sql_str(self._reject_scans)}"
+        )
+
+    def _describe_parquet(self, paths: list[str]) -> dict[str, str]:
+        return {
+            row[0]: row[1]
+            for row in self.con.execute(
+                f"DESCRIBE SELECT * FROM read_parquet({_sql_list(paths)}, union_by_name=true)"
+            ).fetchall()
+        }
+
+    def _parquet_source(self, paths: list[str]) -> str | None:
+        try:
+            described = self._describe_parquet(paths)
+        except duckdb.Error:  # find the unreadable file(s), leave them out, say so
+            readable = []
+            for path in paths:
+                try:
+                    self._describe_parquet([path])
+                    readable.append(path)
+                except duckdb.Error as exc:
+                    self._exclude(Path(path), f"unreadable Parquet file ({str(exc).splitlines()[0]})")
+            if not readable:
+                return None
+            paths = readable
+            described = self._describe_parquet(paths)
+        missing = [f.name for f in self.fields if f.column not in described]
+        if missing:
+            raise InputError(f"Parquet input lacks the column(s) of field(s): {', '.join(missing)}")
+        select = []
+        for f in self.fields:
+            if described[f.column] == f.sql_type:
+                select.append(f.column)
+            else:  # a foreign writer's type: cast; an unparsable value becomes NULL
+                select.append(f"TRY_CAST({f.column} AS {f.sql_type}) AS {f.column}")
+        return f"SELECT {', '.join(select)} FROM read_parquet({_sql_list(paths)}, union_by_name=true)"
+
+    def _view_sql(self, files: Sequence[LogFile], window: tuple[float, float] | None) -> str:
+        columns = ", ".join(f.column for f in self.fields)
+        gz, plain, parquet = [], [], []
+        for item in files:
+            if item.path in self._excluded:
+                continue
+            if item.path in self._salvaged:
+                plain.append(str(self._salvaged[item.path]))
+            elif item.kind == "tsv.gz":
+                gz.append(str(item.path))
+            elif item.kind == "tsv":
+                plain.append(str(item.path))
+            else:
+                parquet.append(str(item.path))
+        parts = []
+        if gz:
+            parts.append(f"SELECT {columns} FROM read_csv({_sql_list(gz)}, {self._csv_options()}, compression='gzip')")
+        if plain:
+            parts.append(
+                f"SELECT {columns} FROM read_csv({_sql_list(plain)}, {self._csv_options()}, compression='none')"
+            )
+        if parquet:
+            source = self._parquet_source(parquet)
+            if source is not None:
+                parts.append(source)
+        if not parts:  # every file pruned: an empty view with the right columns
+            parts.append(
+                "SELECT " + ", ".join(f"CAST(NULL AS {f.sql_type}) AS {f.column}" for f in self.fields) + " WHERE false"
+            )
+        body = parts[0] if len(parts) == 1 else " UNION ALL ".join(f"({p})" for p in parts)
+        where = ""
+        if window is not None:
+            where = f" WHERE timestamp >= {_float(window[0])} AND timestamp < {_float(window[1])}"
+        return f"SELECT {columns} FROM ({body}){where}"
+
+    def _create_view(self, view: str, files: Sequence[LogFile], window: tuple[float, float] | None) -> None:
+        self.con.execute(f"CREATE OR REPLACE TEMP VIEW {view} AS {self._view_sql(files, window)}")
+
+    # -- running queries ------------------------------------------------------------------------------------------
+
+    def run(self, fn: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
+        """Call ``fn(con)``, which queries the view. When DuckDB stops on a damaged gzip file, salvage that file up
+        to the damage, recreate the view and call ``fn`` again (each damaged file is repaired once)."""
+        return self._run(fn, lambda: self._create_view(self.view, self.files, self.window))
+
+    def _run(self, fn: Callable[[duckdb.DuckDBPyConnection], T], rebuild: Callable[[], None]) -> T:
+        while True:
+            try:
+                return fn(self.con)
+            except (duckdb.IOException, duckdb.InvalidInputException) as exc:
+                damaged = self._damaged_file(str(exc))
+                if damaged is None:
+                    raise
+                if damaged.kind == "tsv.gz" and damaged.path not in self._salvaged:
+                    self._salvage(damaged.path, str(exc))
+                else:
+                    self._exclude(damaged.path, f"unreadable file ({str(exc).splitlines()[0]})")
+                rebuild()
+
+    def execute(self, sql: str, parameters: Sequence[Any] | None = None) -> Any:
+        """Run ``sql`` (through ``run``) and return the result as a pyarrow Table."""
+        return self.run(lambda con: con.sql(sql, params=list(parameters) if parameters else None).to_arrow_table())
+
+    def count_records(self) -> int:
+        """Valid records in the view. A full scan for TSV input: prefer counting inside your own query."""
+        return int(self.run(lambda con: con.execute(f"SELECT count(*) FROM {self.view}").fetchall()[0][0]))
+
+    def newest_timestamp(self) -> float | None:
+        """Timestamp of the newest record (ignoring the window), reading only the files that can hold it: with
+        Firehose object names, those delivered within ``slack`` of the newest object; else the newest hour folder
+        and those within an hour plus twice the slack before it; else every file. Parquet answers from its
+        statistics; TSV costs a scan of those files (count on about 3/4 of a full scan's time)."""
+        if "timestamp" not in {f.column for f in self.fields}:
+            raise InputError("the field list has no timestamp field")
+        files = self._all_files
+        hours = [f.partition for f in files if f.partition is not None]
+        delivered = [f.delivered for f in files if f.delivered is not None]
+        if delivered and len(delivered) == len(files):
+            newest = max(delivered)
+            files = [f for f in files if f.delivered is not None and f.delivered >= newest - self.slack]
+        elif hours and len(hours) == len(files):
+            newest = max(hours)
+            files = [f for f in files if f.partition is not None and f.partition > newest - 3600 - 2 * self.slack]
+        probe = f"{self.view}__newest"
+        rebuild = lambda: self._create_view(probe, files, None)  # noqa: E731
+        rebuild()
+        try:
+            value = self._run(lambda con: con.execute(f"SELECT max(timestamp) FROM {probe}").fetchall()[0][0], rebuild)
+        finally:
+            self.con.execute(f"DROP VIEW IF EXISTS {probe}")
+        if self._salvaged:
+            self._create_view(self.view, self.files, self.window)
+        return None if value is None else float(value)
+
+    # -- damaged gzip files ---------------------------------------------------------------------------------------
+
+    def _damaged_file(self, message: str) -> LogFile | None:
+        """The file of ours an error message names (longest match), unless already repaired or left out."""
+        salvaged = {str(copy): original for original, copy in self._salvaged.items()}
+        hits = [f for f in self._all_files if f.path not in self._excluded and str(f.path) in message]
+        hits = [f for f in hits if f.path not in self._salvaged]
+        for copy, original in salvaged.items():  # an error inside a repaired copy: leave the file out
+            if copy in message and original not in self._excluded:
+                hits.append(next(f for f in self._all_files if f.path == original))
+        return max(hits, key=lambda f: len(str(f.path))) if hits else None
+
+    def _exclude(self, path: Path, reason: str) -> None:
+        self._excluded.add(path)
+        self.files_damaged[str(path)] = reason
+
+    def _salvage(self, path: Path, message: str) -> None:
+        if self._workdir is None:
+            self._workdir = Path(tempfile.mkdtemp(prefix="cf-logs-salvage-"))
+        target = self._workdir / f"{len(self._salvaged)}-{path.name}.tsv"
+        lost_lines, problem = _salvage_gzip(path, target)
+        self._salvaged[path] = target
+        self._salvage_lost[path] = lost_lines
+        self.files_damaged[str(path)] = problem or message.splitlines()[0]
+
+    # -- report ---------------------------------------------------------------------------------------------------
+
+    def _rejected(self) -> tuple[dict[str, int], list[dict[str, Any]]]:
+        counts = dict.fromkeys(SKIP_KINDS, 0)
+        examples: list[dict[str, Any]] = []
+        exists = self.con.execute(
+            "SELECT count(*) FROM duckdb_tables() WHERE temporary AND table_name = ?", [self._rejects]
+        ).fetchone()[0]
+        if exists:
+            rows = self.con.execute(
+                f"SELECT s.file_path, e.line, e.error_type, e.error_message, e.csv_line "
+                f"FROM {self._rejects} e JOIN {self._reject_scans} s USING (scan_id, file_id)"
+            ).fetchall()
+            back = {str(copy): str(original) for original, copy in self._salvaged.items()}
+            lines: dict[tuple[str, int], tuple[str, str, str]] = {}
+            for file_path, line, error_type, message, csv_line in rows:
+                # A line can raise several errors, and several scans can reject the same line: count it once,
+                # under its first problem.
+                kind = _REJECT_KIND.get(error_type, "malformed")
+                if csv_line and _BINARY_RE.search(csv_line):
+                    kind = "binary"
+                key = (back.get(file_path, file_path), int(line))
+                previous = lines.get(key)
+                if previous is None or _KIND_RANK[kind] < _KIND_RANK[previous[0]]:
+                    lines[key] = (kind, message or "", csv_line or "")
+            for (file_path, line), (kind, message, csv_line) in sorted(lines.items()):
+                counts[kind] += 1
+                if len(examples) < 10:
+                    preview = csv_line[:120].encode("unicode_escape").decode("ascii")
+                    examples.append(
+                        {"file": file_path, "line": line, "kind": kind, "message": message[:200], "text": preview}
+                    )
+        counts["truncated"] += sum(self._salvage_lost.values())
+        return {k: v for k, v in counts.items() if v}, examples
+
+    def report(self, records_read: int | None = None, *, require_records: bool = True) -> InputReport:
+        """The ``InputReport``, once the queries have run. Consume query results completely first
+        (``fetchall``, Arrow, ``execute``): DuckDB writes a scan's rejected lines when its result is done with;
+        a result read with ``fetchone`` alone has not reported its rejects yet.
+
+        ``records_read``: the valid records the caller's query saw (count them there: it is free); None counts them
+        with an extra scan. Raises ``InputError`` when ``require_records`` and there was no valid record: every line
+        rejected, or nothing in the window.
+        """
+        if records_read is None:
+            records_read = self.count_records()
+        skipped, examples = self._rejected()
+        read = [f for f in self.files if f.path not in self._excluded]
+        report = InputReport(
+            path=str(self.path),
+            fields=[f.name for f in self.fields],
+            formats=sorted({f.kind for f in read}),
+            window=self.window,
+            files_found=len(self._all_files),
+            files_read=len(read),
+            files_pruned=len(self.pruned),
+            bytes_read=sum(f.size for f in read),
+            records_read=records_read,
+            records_skipped=skipped,
+            files_damaged=dict(self.files_damaged),
+            examples=examples,
+        )
+        if require_records and records_read == 0:
+            if skipped:
+                detail = ", ".join(f"{n} {kind}" for kind, n in skipped.items())
+                hint = ""
+                if set(skipped) <= {"field_count", "bad_value"}:
+                    hint = (
+                        f" Check the field list ({len(self.fields)} fields: {','.join(report.fields)}) against the "
+                        f"real-time log configuration that wrote these files."
+                    )
+                raise InputError(f"no valid log record in {self.path}: every line was rejected ({detail}).{hint}")
+            if self.window is not None:
+                raise InputError(
+                    f"no log record in {self.path} in the window [{self.window[0]:.3f}, {self.window[1]:.3f}) "
+                    f"({len(self.files)} file(s) read, {len(self.pruned)} outside the window)"
+                )
+            raise InputError(f"no log record in {self.path}")
+        return report
+
+    # -- lifetime -------------------------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Drop the view and the rejects tables; delete salvaged copies."""
+        for statement in (
+            f"DROP VIEW IF EXISTS {self.view}",
+            f"DROP TABLE IF EXISTS {self._rejects}",
+            f"DROP TABLE IF EXISTS {self._reject_scans}",
+        ):
+            try:
+                self.con.execute(statement)
+            except duckdb.Error:
+                pass
+        if self._workdir is not None:
+            shutil.rmtree(self._workdir, ignore_errors=True)
+            self._workdir = None
+
+    def __enter__(self) -> LogInput:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def _salvage_gzip(source: Path, target: Path) -> tuple[int, str | None]:
+    """Decompress ``source`` into the plain file ``target`` up to the first damage, keeping complete lines only.
+
+    Returns (records lost at the damage that can be counted: the partial last line, 0 or 1; what was wrong).
+    """
+    problem: str | None = None
+    tail = b""
+    in_member = False
+    decomp = zlib.decompressobj(wbits=31)
+    with source.open("rb") as raw, target.open("wb") as out:
+        pending = b""
+        while True:
+            data = pending or raw.read(1 << 20)
+            pending = b""
+            if not data:
+                break
+            in_member = True
+            try:
+                chunk = decomp.decompress(data)
+            except zlib.error as exc:
+                problem = f"corrupt gzip stream ({exc})"
+                break
+            if chunk:
+                chunk = tail + chunk
+                cut = chunk.rfind(b"\n") + 1
+                out.write(chunk[:cut])
+                tail = chunk[cut:]
+            if decomp.eof:  # end of a gzip member; another may follow
+                pending = decomp.unused_data
+                decomp = zlib.decompressobj(wbits=31)
+                in_member = False
+        if problem is None and in_member:
+            problem = "truncated gzip file (unexpected end of stream)"
+        if problem is None and tail:
+            out.write(tail + b"\n")  # a complete last line without its newline
+            tail = b""
+    return (1 if tail.strip() else 0), problem
+
+
+def open_logs(
+    path: str | os.PathLike[str],
+    con: duckdb.DuckDBPyConnection | None = None,
+    *,
+    fields: str | os.PathLike[str] | Iterable[str | Field] | None = None,
+    window: tuple[float, float] | None = None,
+    view: str = "logs",
+    slack: float = DEFAULT_SLACK_SECONDS,
+) -> LogInput:
+    """Open CloudFront real-time log input as the temp view ``view`` on ``con`` (a new in-memory connection when
+    None; use ``LogInput.con``).
+
+    ``fields``: the configuration's field list (names, ``a,b,c`` text, or a fields.txt path); default: the
+    ``fields.txt`` at the folder root (or next to a single file), or the columns of Parquet input. ``window``:
+    ``(start, end)`` epoch seconds, end exclusive; hour folders that cannot hold a record of it are not opened.
+    Raises ``InputError`` for a missing path, no files, an unknown field, or no field list.
+    """
+    if con is None:
+        con = duckdb.connect()
+        con.execute("SET enable_progress_bar = false")
+    parsed: list[Field] | None = None
+    if fields is not None:
+        try:
+            parsed = parse_fields(fields)
+        except SchemaError as exc:
+            raise InputError(str(exc)) from exc
+    return LogInput(con, Path(path), parsed, view, window, slack)

@@ -1,0 +1,286 @@
+-- Per-session features of CloudFront real-time log records over one time window.
+--
+-- Dialect: Athena engine v3 (Trino). Run as is on Athena; detection/query.py transpiles it to DuckDB with sqlglot
+-- for local runs. One statement and one scan of `logs`: each step reads only the step before it (no CTE is read
+-- twice, Athena would evaluate it twice), so neither engine reads the logs more than once, and the one big
+-- aggregation (`parts`) shrinks the rows about twentyfold before anything else happens.
+--
+-- parameters: window_start, window_end, window_start, window_end
+--   Positional (`?`), epoch seconds, end exclusive: the window predicate, then the partition predicate, both in
+--   `windowed`. Athena ExecutionParameters: ["<start>", "<end>", "<start>", "<end>"].
+-- partition: dt
+--   `logs` has one column per real-time log field, snake_case (cs-uri-stem -> cs_uri_stem), and on Athena the
+--   projected partition `dt` = the Firehose hour folder 'yyyy/MM/dd/HH' (UTC); the partition predicate reads every
+--   hour folder that can hold a record of the window (Firehose buffers up to 900 s). Locally the input layer prunes
+--   hour folders itself and its view has no `dt`: query.py drops that one predicate.
+--
+-- Counted: requests the edge served (2xx) for media: playlists (.m3u8, .mpd) and segments (.ts, .m4s, .mp4, .m4a,
+-- .m4v, .aac, .cmfv, .cmfa, .mp3). A denied request (403 from the edge function, 404...) carries a session id that
+-- anyone can type, so it never counts towards a session's features; it only counts as a record.
+--
+-- URL contract: /<session_id>.<jwt>/<asset path>. session_id is the first path segment up to the first '.' (a
+-- plain split, no base64 decoding). The asset path's first directory is the channel (the token's path scope) and
+-- the digits just before the extension of a segment's file name are its sequence number (seg_123.ts,
+-- chunk-00042.m4s); the renditions of a channel share sequence numbers (HLS media sequence, DASH $Number$), so a
+-- player fetches each number once whatever its rendition switches, and N players, or one player fetching N
+-- renditions, fetch it N times.
+WITH
+windowed AS (
+  -- The window: the one time predicate of the query.
+  SELECT "timestamp" AS ts, c_ip, asn, c_country, cs_user_agent, sc_bytes, sc_status, split(cs_uri_stem, '/') AS path
+  FROM logs
+  WHERE "timestamp" >= CAST(? AS DOUBLE) AND "timestamp" < CAST(? AS DOUBLE)
+    AND dt BETWEEN date_format(from_unixtime(CAST(? AS DOUBLE) - 900), '%Y/%m/%d/%H')
+               AND date_format(from_unixtime(CAST(? AS DOUBLE) + 900), '%Y/%m/%d/%H')
+),
+requests AS (
+  -- path = ['', '<session_id>.<jwt>', '<channel>', ..., '<file>']
+  SELECT
+    session_id, ts, c_ip, asn, c_country, cs_user_agent, sc_bytes, channel, file,
+    sc_status BETWEEN 200 AND 299 AND depth >= 4 AND (playlist OR segment) AS media,
+    segment
+  FROM (
+    SELECT
+      CASE WHEN strpos(token, '.') > 0 THEN substr(token, 1, strpos(token, '.') - 1) ELSE token END AS session_id,
+      ts, c_ip, asn, c_country, cs_user_agent, sc_bytes, sc_status, channel, file, depth,
+      file LIKE '%.m3u8' OR file LIKE '%.mpd' AS playlist,
+      CASE WHEN file LIKE '%.ts' THEN true  -- most segments: one test
+           WHEN file LIKE '%.m3u8' THEN false  -- most other requests: live playlist refreshes
+           ELSE file LIKE '%.m4s' OR file LIKE '%.mp4' OR file LIKE '%.aac' OR file LIKE '%.m4a' OR file LIKE '%.m4v'
+                OR file LIKE '%.cmfv' OR file LIKE '%.cmfa' OR file LIKE '%.mp3' END AS segment
+    FROM (
+      SELECT
+        ts, c_ip, asn, c_country, cs_user_agent, sc_bytes, sc_status,
+        element_at(path, 2) AS token,
+        element_at(path, 3) AS channel,
+        element_at(path, -1) AS file,
+        cardinality(path) AS depth
+      FROM windowed
+    )
+  )
+),
+parts AS (
+  -- The one big aggregation, over plain keys only: session x minute x address x user agent x channel (and
+  -- whether the records are served media requests). Strings in the keys cost far less than string minimum and
+  -- maximum aggregates over ten million rows.
+  SELECT
+    session_id, media, CAST(floor(ts / 60) AS BIGINT) AS minute, c_ip, cs_user_agent AS user_agent, channel,
+    count(*) AS records,
+    count_if(segment) AS segments,
+    sum(sc_bytes) AS bytes,
+    min(ts) AS first_seen,
+    max(ts) AS last_seen,
+    min(seq) AS seq_min,
+    max(seq) AS seq_max,
+    max(asn) AS asn,
+    max(c_country) AS country
+  FROM (
+    SELECT requests.*,
+           CASE WHEN segment THEN try_cast(regexp_extract(file, '(\d+)\.[0-9A-Za-z]+$', 1) AS BIGINT) END AS seq
+    FROM requests
+  )
+  GROUP BY session_id, media, CAST(floor(ts / 60) AS BIGINT), c_ip, cs_user_agent, channel
+),
+cells AS (
+  -- Session x minute x address (a few parts each).
+  SELECT
+    session_id, media, minute, c_ip,
+    sum(records) AS records,
+    sum(segments) AS segments,
+    sum(bytes) AS bytes,
+    min(first_seen) AS first_seen,
+    max(last_seen) AS last_seen,
+    min(seq_min) AS seq_min,
+    max(seq_max) AS seq_max,
+    min(CASE WHEN segments > 0 THEN channel END) AS channel_min,
+    max(CASE WHEN segments > 0 THEN channel END) AS channel_max,
+    max(asn) AS asn,
+    max(country) AS country,
+    min(user_agent) AS ua_min,
+    max(user_agent) AS ua_max
+  FROM parts
+  GROUP BY session_id, media, minute, c_ip
+),
+served AS (
+  -- Only served media requests keep their attributes; the other records only count as records of their session.
+  SELECT
+    session_id, records,
+    CASE WHEN media THEN records ELSE 0 END AS requests,
+    CASE WHEN media THEN segments ELSE 0 END AS segments,
+    CASE WHEN media THEN minute END AS minute,
+    CASE WHEN media THEN c_ip END AS c_ip,
+    CASE WHEN media THEN bytes END AS bytes,
+    CASE WHEN media THEN first_seen END AS first_seen,
+    CASE WHEN media THEN last_seen END AS last_seen,
+    CASE WHEN media THEN seq_max - seq_min + 1 END AS seq_span,
+    CASE WHEN media THEN seq_min END AS seq_min,
+    CASE WHEN media THEN seq_max END AS seq_max,
+    CASE WHEN media THEN channel_min END AS channel_min,
+    CASE WHEN media THEN channel_max END AS channel_max,
+    CASE WHEN media THEN asn END AS asn,
+    CASE WHEN media THEN country END AS country,
+    CASE WHEN media THEN ua_min END AS ua_min,
+    CASE WHEN media THEN ua_max END AS ua_max,
+    CASE WHEN media THEN split_part(lower(c_ip), '::', 1) END AS v6_head,
+    CASE WHEN media AND strpos(c_ip, '::') > 0 THEN split_part(lower(c_ip), '::', 2) ELSE '' END AS v6_tail
+  FROM cells
+),
+address_groups AS (
+  SELECT
+    served.*,
+    CASE WHEN v6_head = '' THEN 0 ELSE length(v6_head) - length(replace(v6_head, ':', '')) + 1 END AS v6_head_n,
+    CASE WHEN v6_tail = '' THEN 0 ELSE length(v6_tail) - length(replace(v6_tail, ':', '')) + 1 END AS v6_tail_n
+  FROM served
+),
+addressed AS (
+  SELECT
+    address_groups.*,
+    -- The network prefix: /24 for IPv4, /48 for IPv6 (the first three groups, '::' expanded, leading zeros dropped).
+    CASE
+      WHEN c_ip IS NULL THEN NULL
+      WHEN strpos(c_ip, ':') = 0 THEN
+        split_part(c_ip, '.', 1) || '.' || split_part(c_ip, '.', 2) || '.' || split_part(c_ip, '.', 3) || '.0/24'
+      ELSE
+        coalesce(nullif(trim(LEADING '0' FROM
+          CASE WHEN v6_head_n >= 1 THEN split_part(v6_head, ':', 1)
+               WHEN 1 <= 8 - v6_tail_n THEN '0'
+               ELSE split_part(v6_tail, ':', 1 - 8 + v6_tail_n) END), ''), '0')
+        || ':' ||
+        coalesce(nullif(trim(LEADING '0' FROM
+          CASE WHEN v6_head_n >= 2 THEN split_part(v6_head, ':', 2)
+               WHEN 2 <= 8 - v6_tail_n THEN '0'
+               ELSE split_part(v6_tail, ':', 2 - 8 + v6_tail_n) END), ''), '0')
+        || ':' ||
+        coalesce(nullif(trim(LEADING '0' FROM
+          CASE WHEN v6_head_n >= 3 THEN split_part(v6_head, ':', 3)
+               WHEN 3 <= 8 - v6_tail_n THEN '0'
+               ELSE split_part(v6_tail, ':', 3 - 8 + v6_tail_n) END), ''), '0')
+        || '::/48'
+    END AS prefix
+  FROM address_groups
+),
+facets AS (
+  -- Two groupings of the cells in one aggregation: by minute (what happened at once) and by address (what the
+  -- session used over the window). An address's prefix, network and country are its own, so the session's distinct
+  -- addresses, prefixes, networks and countries are counted over address rows, without lists of lists.
+  SELECT
+    CASE WHEN grouping(minute) = 0 THEN 'minute' ELSE 'address' END AS facet,
+    session_id, minute, c_ip,
+    sum(records) AS records,
+    sum(requests) AS requests,
+    sum(segments) AS segments,
+    sum(bytes) AS bytes,
+    min(first_seen) AS first_seen,
+    max(last_seen) AS last_seen,
+    max(prefix) AS prefix,
+    max(asn) AS asn,
+    max(country) AS country,
+    min(channel_min) AS channel_lo,
+    max(channel_max) AS channel_hi,
+    min(ua_min) AS ua_lo,
+    max(ua_max) AS ua_hi,
+    count(c_ip) AS ips,
+    cardinality(array_distinct(array_agg(prefix) FILTER (WHERE prefix IS NOT NULL))) AS prefixes,
+    cardinality(array_distinct(array_agg(asn) FILTER (WHERE asn IS NOT NULL))) AS asns,
+    cardinality(array_distinct(array_agg(country) FILTER (WHERE country IS NOT NULL))) AS countries,
+    -- segments of the minute when every address that fetched segments fetched one and the same channel (a minute
+    -- of zapping or multi-view is left out of the pace: channels are not comparable)
+    CASE WHEN count(c_ip) FILTER (WHERE segments > 0 AND channel_min <> channel_max) = 0
+              AND min(channel_min) = max(channel_max)
+         THEN sum(segments) END AS paced_segments,
+    -- renditions fetched at once by one address: its segment fetches per sequence number of its one channel
+    max(CAST(segments AS DOUBLE) / seq_span) FILTER (WHERE seq_span >= 3 AND channel_min = channel_max)
+      AS renditions_at_once,
+    -- the same segments fetched from more than one address: fetches beyond one per sequence number, in a minute
+    -- where several addresses fetched segments of one and the same channel
+    CASE WHEN count(c_ip) FILTER (WHERE segments > 0) > 1
+              AND count(c_ip) FILTER (WHERE segments > 0 AND channel_min <> channel_max) = 0
+              AND min(channel_min) = max(channel_max)
+         THEN greatest(sum(segments) FILTER (WHERE seq_min IS NOT NULL) - (max(seq_max) - min(seq_min) + 1), 0)
+         ELSE 0 END AS shared_segments,
+    -- channels played from places of their own: addresses that fetched one channel only, and not all the same one
+    min(channel_min) FILTER (WHERE channel_min = channel_max)
+      <> max(channel_max) FILTER (WHERE channel_min = channel_max) AS channels_apart
+  FROM addressed
+  GROUP BY GROUPING SETS ((session_id, minute), (session_id, c_ip))
+),
+sessions AS (
+  SELECT
+    session_id,
+    sum(records) FILTER (WHERE facet = 'minute') AS records,
+    sum(requests) FILTER (WHERE facet = 'minute') AS requests,
+    sum(bytes) FILTER (WHERE facet = 'minute') AS bytes,
+    sum(segments) FILTER (WHERE facet = 'minute') AS segments,
+    min(first_seen) AS first_seen,
+    max(last_seen) AS last_seen,
+    count(c_ip) FILTER (WHERE facet = 'address') AS ips,
+    cardinality(array_distinct(array_agg(prefix) FILTER (WHERE facet = 'address' AND prefix IS NOT NULL)))
+      AS prefixes,
+    array_sort(array_distinct(array_agg(asn) FILTER (WHERE facet = 'address' AND asn IS NOT NULL))) AS asn_list,
+    array_sort(array_distinct(array_agg(country) FILTER (WHERE facet = 'address' AND country IS NOT NULL)))
+      AS country_list,
+    -- channels and user agents of each address: the first and last in alphabetical order (all of them, unless an
+    -- address used more than two)
+    array_sort(array_distinct(array_agg(channel_lo) FILTER (WHERE facet = 'address' AND channel_lo IS NOT NULL)
+                              || array_agg(channel_hi) FILTER (WHERE facet = 'address' AND channel_hi IS NOT NULL)))
+      AS channel_list,
+    array_sort(array_distinct(array_agg(ua_lo) FILTER (WHERE facet = 'address' AND ua_lo IS NOT NULL)
+                              || array_agg(ua_hi) FILTER (WHERE facet = 'address' AND ua_hi IS NOT NULL)))
+      AS user_agent_list,
+    -- where and when each address was served, for travel
+    array_agg(CAST(ROW(first_seen, last_seen, country, requests)
+                   AS ROW(first_seen DOUBLE, last_seen DOUBLE, country VARCHAR, requests BIGINT)))
+      FILTER (WHERE facet = 'address' AND country IS NOT NULL) AS country_cells,
+    slice(array_sort(array_agg(c_ip) FILTER (WHERE facet = 'address' AND c_ip IS NOT NULL)), 1, 50) AS ip_list,
+    max_by(channel_lo, segments) FILTER (WHERE facet = 'address' AND segments > 0 AND channel_lo = channel_hi)
+      AS main_channel,
+    count(minute) FILTER (WHERE facet = 'minute') AS active_minutes,
+    max(ips) FILTER (WHERE facet = 'minute') AS max_ips_per_minute,
+    max(prefixes) FILTER (WHERE facet = 'minute') AS max_prefixes_per_minute,
+    max(asns) FILTER (WHERE facet = 'minute') AS max_asns_per_minute,
+    max(countries) FILTER (WHERE facet = 'minute') AS max_countries_per_minute,
+    max(renditions_at_once) FILTER (WHERE facet = 'minute') AS max_renditions_at_once,
+    sum(shared_segments) FILTER (WHERE facet = 'minute') AS shared_segments,
+    -- one row per active minute, in order
+    array_sort(array_agg(CAST(
+      ROW(minute, segments, paced_segments, ips, prefixes, asns, countries, coalesce(renditions_at_once, 0),
+          shared_segments, coalesce(channels_apart, false))
+      AS ROW(minute BIGINT, segments BIGINT, paced_segments BIGINT, ips BIGINT, prefixes BIGINT, asns BIGINT,
+             countries BIGINT, renditions_at_once DOUBLE, shared_segments BIGINT, channels_apart BOOLEAN)))
+      FILTER (WHERE facet = 'minute' AND minute IS NOT NULL)) AS per_minute,
+    count(*) FILTER (WHERE facet = 'minute' AND channels_apart) AS channels_apart_minutes
+  FROM facets
+  GROUP BY session_id
+)
+SELECT
+  session_id,
+  CAST(records AS BIGINT) AS records,  -- every record of the window with this session id, served or not
+  CAST(requests AS BIGINT) AS requests,  -- served (2xx) media requests
+  CAST(bytes AS BIGINT) AS bytes,
+  CAST(segments AS BIGINT) AS segments,
+  first_seen,
+  last_seen,
+  ips AS distinct_ips,
+  prefixes AS distinct_prefixes,
+  coalesce(cardinality(asn_list), 0) AS distinct_asns,
+  coalesce(cardinality(country_list), 0) AS distinct_countries,
+  coalesce(cardinality(channel_list), 0) AS distinct_channels,
+  coalesce(cardinality(user_agent_list), 0) AS distinct_user_agents,
+  active_minutes,
+  max_ips_per_minute,
+  max_prefixes_per_minute,
+  max_asns_per_minute,
+  max_countries_per_minute,
+  max_renditions_at_once,
+  CAST(shared_segments AS BIGINT) AS shared_segments,
+  channels_apart_minutes,
+  main_channel,
+  asn_list AS asns,
+  country_list AS countries,
+  channel_list AS channels,
+  user_agent_list AS user_agents,
+  ip_list AS ips,
+  -- (first_seen, last_seen, country, requests) of each address, for travel: only when the session moved
+  CASE WHEN coalesce(cardinality(country_list), 0) > 1 THEN country_cells END AS country_cells,
+  per_minute
+FROM sessions

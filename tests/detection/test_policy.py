@@ -1,0 +1,225 @@
+"""The scoring policy and its configuration, on hand-made per-session feature tables."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pytest
+
+from detection.config import ConfigError, DetectionConfig
+from detection.ledger.base import REASON_CODE_PATTERN
+from detection.ledger.base import Verdict as LedgerVerdict
+from detection.policy import REASONS, capital_distance_km, score_sessions
+from detection.verdicts import ALLOW_LISTED, MONITOR_MODE, Action
+
+M0 = 29_453_760  # the epoch minute of 2026-01-01T00:00Z
+
+
+def minute(k: int, **values: Any) -> dict[str, Any]:
+    row = {"minute": M0 + k, "segments": 15, "paced_segments": 15, "ips": 1, "prefixes": 1, "asns": 1,
+           "countries": 1, "renditions_at_once": 1.0, "shared_segments": 0, "channels_apart": False}  # fmt: skip
+    row.update(values)
+    return row
+
+
+def session(session_id: str, minutes: list[dict[str, Any]] | None = None, **values: Any) -> dict[str, Any]:
+    minutes = minutes if minutes is not None else [minute(k) for k in range(10)]
+    row = {
+        "session_id": session_id, "records": 300, "requests": 300, "bytes": 10**8,
+        "segments": sum(m["segments"] for m in minutes), "first_seen": 1767225600.0, "last_seen": 1767226199.0,
+        "segment_seconds": 599.0, "segment_rate": 0.25, "distinct_ips": 1, "distinct_prefixes": 1,
+        "distinct_asns": 1, "distinct_countries": 1, "distinct_channels": 1, "distinct_user_agents": 1,
+        "active_minutes": len(minutes), "max_ips_per_minute": 1, "max_prefixes_per_minute": 1,
+        "max_asns_per_minute": 1, "max_countries_per_minute": 1, "max_renditions_at_once": 1.0,
+        "shared_segments": 0, "channels_apart_minutes": 0, "main_channel": "ch01-news", "asns": [3320],
+        "countries": ["DE"], "channels": ["ch01-news"], "user_agents": ["Mozilla/5.0"], "ips": ["198.51.100.7"],
+        "country_cells": None, "per_minute": minutes,
+    }  # fmt: skip
+    row.update(values)
+    return row
+
+
+def crowd(n: int = 5) -> list[dict[str, Any]]:
+    return [session(f"crowdsession{i:05d}") for i in range(n)]
+
+
+def table(rows: list[dict[str, Any]]) -> pa.Table:
+    return pa.Table.from_pylist(rows)
+
+
+def sharing(session_id: str = "sharingsession0001", **values: Any) -> dict[str, Any]:
+    """Two countries at once in every minute: countries_at_once fires (weight 1)."""
+    values = {"distinct_countries": 2, "countries": ["DE", "FR"], "asns": [3215, 3320], "distinct_asns": 2, **values}
+    return session(session_id, [minute(k, countries=2, ips=2, prefixes=2, asns=2) for k in range(10)], **values)
+
+
+def verdicts(rows: list[dict[str, Any]], config: DetectionConfig | None = None) -> dict[str, Any]:
+    return {v.session_id: v for v in score_sessions(table(rows), config).verdicts}
+
+
+# -- configuration ----------------------------------------------------------------------------------------------------
+
+
+def test_defaults_are_documented_and_loadable(tmp_path: Path) -> None:
+    config = DetectionConfig()
+    documented = config.documented()
+    assert set(REASONS) <= set(documented)
+    for name in REASONS:
+        section = documented[name]
+        assert section["about"] and section["weight"]["about"]
+        assert all(v["about"] for k, v in section.items() if k != "about"), name
+    assert DetectionConfig.load(None) == config
+    assert DetectionConfig.load({"monitor": True}).monitor
+    assert DetectionConfig.load('{"countries_at_once": {"min_minutes": 3}}').countries_at_once.min_minutes == 3
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"allow_asns": [64496], "hosting_network": {"weight": 0.2}}))
+    loaded = DetectionConfig.load(path)
+    assert loaded.allow_asns == frozenset({64496}) and loaded.hosting_network.weight == 0.2
+
+
+@pytest.mark.parametrize(
+    ("data", "problem"),
+    [
+        ({"countries_at_once": {"min_minuts": 3}}, "min_minuts"),
+        ({"flag_score": 2.0, "revoke_score": 1.0}, "flag_score"),
+        ({"networks_at_once": {"weight": -1}}, "weight"),
+        ({"revoke_scor": 1}, "revoke_scor"),
+        ([1, 2], "JSON object"),
+    ],
+)
+def test_bad_config_is_rejected_with_the_key_named(data: Any, problem: str) -> None:
+    with pytest.raises(ConfigError, match=problem):
+        DetectionConfig.load(data)
+
+
+def test_unreadable_config_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read"):
+        DetectionConfig.load(tmp_path / "missing.json")
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(ConfigError):
+        DetectionConfig.load(tmp_path / "bad.json")
+
+
+# -- scoring --------------------------------------------------------------------------------------------------------
+
+
+def test_ordinary_sessions_are_not_flagged_and_the_stats_say_so() -> None:
+    result = score_sessions(table(crowd(8)))
+    assert result.verdicts == []
+    assert result.stats["sessions_scored"] == 8 and result.stats["revoked"] == 0 and result.stats["reasons"] == {}
+
+
+def test_empty_feature_table() -> None:
+    rows = crowd(1)
+    result = score_sessions(table(rows).slice(0, 0))
+    assert result.verdicts == [] and result.stats["sessions"] == 0
+
+
+def test_score_is_the_sum_of_the_weights_and_decides_the_action() -> None:
+    rows = crowd() + [sharing(), sharing("doublesession00001", distinct_prefixes=9, max_prefixes_per_minute=4)]
+    v = verdicts(rows)
+    assert v["sharingsession0001"].codes == ["countries_at_once"] and v["sharingsession0001"].score == 1.0
+    double = v["doublesession00001"]
+    assert double.codes == ["countries_at_once", "rotating_addresses"] and double.score == 2.0
+    assert double.action is Action.REVOKE
+    lighter = DetectionConfig.load({"countries_at_once": {"weight": 0.6}})
+    assert verdicts(rows, lighter)["sharingsession0001"].action is Action.FLAG  # 0.6: flagged for review
+    off = DetectionConfig.load({"countries_at_once": {"enabled": False}})
+    assert "sharingsession0001" not in verdicts(rows, off)
+
+
+def test_thresholds_are_inclusive_and_need_the_minutes() -> None:
+    one = session("oneminutesession01", [minute(0, countries=2)] + [minute(k) for k in range(1, 10)])
+    two = session("twominutesession01", [minute(0, countries=2), minute(5, countries=2), minute(1), minute(2)])
+    three = session("threecountries0001", [minute(0, countries=3)] + [minute(k) for k in range(1, 5)])
+    v = verdicts(crowd() + [one, two, three])
+    assert "oneminutesession01" not in v  # one odd minute never revokes
+    assert v["twominutesession01"].codes == ["countries_at_once"]
+    assert v["threecountries0001"].codes == ["countries_at_once"]  # three countries in one minute
+    reason = v["twominutesession01"].reasons[0]
+    assert reason.values["minutes"] == 2 and reason.thresholds == {"min_countries": 2, "min_minutes": 2,
+                                                                   "many_countries": 3}  # fmt: skip
+
+
+def test_sessions_with_too_few_requests_are_not_scored() -> None:
+    result = score_sessions(table(crowd() + [sharing(requests=5)]))
+    assert result.verdicts == [] and result.stats["sessions_scored"] == 5
+
+
+def test_allow_lists_and_monitor_mode() -> None:
+    rows = crowd() + [sharing(), sharing("partnersession0001", asns=[64496, 3320]), sharing("allowedsession0001")]
+    config = DetectionConfig.load({"allow_sessions": ["allowedsession0001"], "allow_asns": [64496]})
+    v = verdicts(rows, config)
+    assert v["sharingsession0001"].action is Action.REVOKE
+    for sid, detail in (("allowedsession0001", "session is allow-listed"), ("partnersession0001", "AS64496")):
+        assert v[sid].action is Action.FLAG and v[sid].codes[-1] == ALLOW_LISTED and detail in v[sid].reasons[-1].detail
+    monitored = verdicts(rows, config.model_copy(update={"monitor": True}))
+    assert monitored["sharingsession0001"].action is Action.MONITOR
+    assert monitored["sharingsession0001"].codes[-1] == MONITOR_MODE
+    assert monitored["allowedsession0001"].action is Action.FLAG  # allow-listed stays flag in monitor mode too
+
+
+def test_playback_rate_against_the_crowd_small_crowd_and_fallback() -> None:
+    fast = [minute(k, segments=45, paced_segments=45) for k in range(10)]  # 3x the crowd's 15 per minute
+    rows = crowd(4) + [session("fastsession0000001", fast)]
+    v = verdicts(rows)["fastsession0000001"]
+    assert v.codes == ["playback_rate"]
+    assert v.reasons[0].values["speed"] == pytest.approx(3.0) and v.reasons[0].values["channel_sessions"] == 4
+    # with one other session the bar is 1.5x higher (3.0): 45 per minute still passes, 40 does not
+    assert "fastsession0000001" in verdicts(crowd(1) + [session("fastsession0000001", fast)])
+    slower = [minute(k, segments=40, paced_segments=40) for k in range(10)]
+    assert "fastsession0000001" not in verdicts(crowd(1) + [session("fastsession0000001", slower)])
+    # nobody else on the channel: one segment per 2 s assumed (30 per minute); 45 per minute is 1.5x: not flagged
+    assert verdicts([session("fastsession0000001", fast)]) == {}
+    # a paused crowd member does not make the others look fast: the crowd's reference is its busiest minute
+    paused = session("pausedsession00001", [minute(0), minute(1), minute(2, segments=1, paced_segments=1),
+                                            minute(3, segments=1, paced_segments=1), minute(4)])  # fmt: skip
+    assert verdicts([session("plainsession000001"), paused]) == {}
+    # minutes without a pace (zapping, multi-view) are left out
+    mixed = [minute(k, segments=45, paced_segments=None) for k in range(10)]
+    assert verdicts(crowd(4) + [session("multiviewsession01", mixed)]) == {}
+
+
+def test_travel_needs_distance_speed_and_requests() -> None:
+    def travel(sid: str, a: str, b: str, gap: float, requests: int = 20) -> dict[str, Any]:
+        cells = [
+            {"first_seen": 1767225600.0, "last_seen": 1767225800.0, "country": a, "requests": requests},
+            {"first_seen": 1767225800.0 + gap, "last_seen": 1767226100.0, "country": b, "requests": 20},
+        ]
+        return session(sid, distinct_countries=2, countries=sorted({a, b}), country_cells=cells)
+
+    rows = crowd() + [
+        travel("deustravelsession1", "DE", "US", 60),
+        travel("deattravelsession1", "DE", "AT", 60),  # neighbours (520 km): border areas, not travel
+        travel("slowtravelsession1", "DE", "ES", 6 * 3600),  # 1870 km in six hours: possible
+        travel("fewrequestssession", "DE", "US", 60, requests=1),  # one stray request is not a stay
+        travel("unknowncountry0001", "DE", "XX", 60),
+    ]
+    v = verdicts(rows)
+    assert set(v) == {"deustravelsession1"}
+    move = v["deustravelsession1"].reasons[0].values
+    assert (move["from"], move["to"], move["seconds"]) == ("DE", "US", 60.0)
+    assert move["km"] == pytest.approx(6700, rel=0.05)
+
+
+def test_capital_distances() -> None:
+    assert capital_distance_km("DE", "FR") == pytest.approx(880, rel=0.05)
+    assert capital_distance_km("de", "us") == pytest.approx(6700, rel=0.05)
+    assert capital_distance_km("DE", "DE") == 0 and capital_distance_km("DE", "XX") is None
+
+
+def test_verdicts_serialise_for_the_cli_and_the_ledger() -> None:
+    v = verdicts(crowd() + [sharing()])["sharingsession0001"]
+    document = json.loads(json.dumps(v.to_dict()))
+    assert set(document) == {"session_id", "score", "action", "reasons", "features"}
+    reason = document["reasons"][0]
+    assert set(reason) == {"code", "detail", "weight", "values", "thresholds"}
+    features = document["features"]
+    assert features["asns"] == [3215, 3320] and features["distinct_asns"] == 2  # a list, and a count apart
+    assert features["per_minute"][0]["countries"] == 2
+    record = v.to_ledger("2026-01-01T00:10Z", 1767226200)
+    assert isinstance(record, LedgerVerdict) and record.action == "revoke"
+    assert all(REASON_CODE_PATTERN.match(code) for code in [*REASONS, ALLOW_LISTED, MONITOR_MODE])

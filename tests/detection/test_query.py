@@ -1,0 +1,204 @@
+"""The detection SQL: one Athena (Trino) text that parses as Trino, transpiles once and runs on DuckDB."""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+import pytest
+import sqlglot
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlglot import exp
+
+from detection.query import (
+    BASELINE,
+    FEATURES,
+    OPTIONAL_COLUMNS,
+    Query,
+    QueryError,
+    load_query,
+    prepare_relation,
+    queries,
+)
+from detection.scenarios import Viewer, complete, playback, request
+
+T0 = 1_767_225_600
+WINDOW = (float(T0), float(T0 + 600))
+SID = "querysession00001"
+
+
+def logs_view(requests: list[dict[str, Any]], con: duckdb.DuckDBPyConnection | None = None, **extra: Any):
+    """A DuckDB connection with a ``logs`` view over the completed requests (typed like detection.logs)."""
+    con = con or duckdb.connect()
+    table = complete(requests)
+    for name, values in extra.items():
+        table = table.append_column(name, pa.array(values))
+    con.register("logs_arrow", table)
+    con.execute("CREATE OR REPLACE TEMP VIEW logs AS SELECT * FROM logs_arrow")
+    return con
+
+
+def features(con: duckdb.DuckDBPyConnection, window: tuple[float, float] = WINDOW) -> dict[str, dict[str, Any]]:
+    table = load_query(FEATURES).run(con, window)
+    return {row["session_id"]: row for row in table.to_pylist()}
+
+
+@pytest.mark.parametrize("name", [FEATURES, BASELINE])
+def test_the_text_is_trino_and_declares_its_parameters(name: str) -> None:
+    query = load_query(name)
+    assert name in queries()
+    tree = sqlglot.parse_one(query.text, read="trino")  # parses as Athena/Trino
+    assert len(list(tree.find_all(exp.Placeholder))) == len(query.parameters) == 4
+    assert query.parameters == ("window_start", "window_end", "window_start", "window_end")
+    assert query.partition == "dt"
+    # round trip through the Trino generator, and transpilation that refuses anything DuckDB lacks
+    text = tree.sql(dialect="trino", comments=False)
+    assert sqlglot.parse_one(text, read="trino").sql(dialect="trino", comments=False) == text
+    sqlglot.transpile(query.text, read="trino", write="duckdb", unsupported_level=sqlglot.ErrorLevel.RAISE)
+    # one scan: `logs` is read once, and no CTE is read twice (Athena inlines CTEs)
+    assert sum(1 for t in tree.find_all(exp.Table) if t.name == "logs") == 1
+    names = [cte.alias for cte in tree.find_all(exp.CTE)]
+    reads = [t.name for t in tree.find_all(exp.Table) if t.name in names]
+    assert len(reads) == len(set(reads))
+
+
+def test_duckdb_text_is_cached_named_and_without_the_partition_predicate() -> None:
+    query = load_query(FEATURES)
+    local = query.duckdb_sql()
+    assert query.duckdb_sql() is local  # transpiled once
+    assert "$window_start" in local and "$window_end" in local and "?" not in local
+    assert "dt BETWEEN" not in local and "STRFTIME" not in local
+    with_dt = query.duckdb_sql(partition_column=True)
+    assert "dt BETWEEN" in with_dt and with_dt.count("$window_start") == 2
+
+
+def test_features_run_on_duckdb() -> None:
+    home = Viewer("198.51.100.7", asn=3320, country="DE")
+    phone = Viewer("2001:db8:1:2::5", asn=3320, country="DE", user_agent="ExampleTV/5.1 (iPhone)")
+    reqs = playback(SID, home, start=T0 + 10, duration=300) + playback(SID, phone, start=T0 + 20, duration=100)
+    reqs.append(request(SID, "ch01-news/720p/seg_1.ts", timestamp=T0 + 30, viewer=home, sc_status=403))
+    reqs.append(request(SID, "ch01-news/key.bin", timestamp=T0 + 31, viewer=home))  # not media
+    con = logs_view(reqs)
+    row = features(con)[SID]
+    assert row["records"] == len(reqs)
+    assert row["requests"] == len(reqs) - 2  # served media only
+    segments = sum(1 for r in reqs if r["cs_uri_stem"].endswith(".ts") and r.get("sc_status", 200) == 200)
+    assert row["segments"] == segments
+    assert row["distinct_ips"] == row["distinct_prefixes"] == 2 and row["distinct_asns"] == 1
+    assert row["countries"] == ["DE"] and row["channels"] == ["ch01-news"] and row["distinct_user_agents"] == 2
+    assert row["first_seen"] == pytest.approx(T0 + 10) and row["max_ips_per_minute"] == 2
+    assert row["main_channel"] == "ch01-news" and row["shared_segments"] > 0  # both fetched the same segments
+    minutes = row["per_minute"]
+    assert [m["minute"] for m in minutes] == sorted(m["minute"] for m in minutes)
+    assert sum(m["segments"] for m in minutes) == segments
+
+
+def test_the_window_filters_and_its_values_are_bound_not_spliced() -> None:
+    home = Viewer("198.51.100.7")
+    con = logs_view(playback(SID, home, start=T0 + 10, duration=300))
+    inside = features(con, (T0 + 100.0, T0 + 200.0))[SID]
+    assert T0 + 100 <= inside["first_seen"] and inside["last_seen"] < T0 + 200
+    query = load_query(FEATURES)
+    for bad in ("0; DROP TABLE logs_arrow", float("nan"), float("inf"), True, None, -1.0):
+        with pytest.raises(QueryError):
+            query.run(con, (bad, T0 + 100.0))
+    with pytest.raises(QueryError, match="empty window"):
+        query.run(con, (T0 + 100.0, T0 + 100.0))
+    assert con.execute("SELECT count(*) FROM logs_arrow").fetchone()[0] > 0
+
+
+def test_the_partition_predicate_prunes_when_the_relation_has_dt() -> None:
+    home = Viewer("198.51.100.7")
+    reqs = playback(SID, home, start=T0 + 10, duration=120) + playback("othersession00002", home, start=T0 + 10,
+                                                                       duration=120)  # fmt: skip
+    table = complete(reqs)
+    dt = ["2026/01/01/00" if "querysession" in u else "2025/12/31/20" for u in table["cs_uri_stem"].to_pylist()]
+    con = logs_view(reqs, dt=dt)
+    con.execute("SET TimeZone = 'America/New_York'")  # the hour folders are UTC whatever the local time zone
+    rows = features(con)
+    assert set(rows) == {SID}  # the other session's hour folder is outside the window's
+    assert "othersession00002" in features(logs_view(reqs))  # without dt, nothing is pruned
+
+
+def test_athena_text_and_parameters() -> None:
+    query = load_query(FEATURES)
+    assert query.athena_parameters(T0, T0 + 600) == [repr(float(T0)), repr(float(T0 + 600))] * 2
+    text = query.athena_sql("cf_logs.realtime")
+    tree = sqlglot.parse_one(text, read="trino")
+    assert {t.sql() for t in tree.find_all(exp.Table) if t.name == "realtime"} == {"cf_logs.realtime"}
+    assert len(list(tree.find_all(exp.Placeholder))) == 4
+    with pytest.raises(QueryError):
+        query.athena_sql("logs; DROP TABLE x")
+    with pytest.raises(QueryError):
+        Query.from_text("broken", "-- parameters: a\nSELECT 1 FROM logs WHERE x = ? AND y = ?")
+
+
+def test_session_id_is_the_first_segment_up_to_the_first_dot() -> None:
+    home = Viewer("198.51.100.7")
+    reqs = [
+        request(SID, "ch01-news/720p/seg_5.ts", timestamp=T0 + 1, viewer=home),
+        {"timestamp": T0 + 2.0, "c_ip": "198.51.100.8", "cs_uri_stem": "/favicon.ico"},
+        {"timestamp": T0 + 3.0, "c_ip": "198.51.100.8", "cs_uri_stem": "/"},
+    ]
+    rows = features(logs_view(reqs))
+    assert rows[SID]["segments"] == 1
+    assert rows["favicon"]["requests"] == 0 and rows["favicon"]["records"] == 1  # not media: counted as a record
+    assert sum(r["records"] for r in rows.values()) == 3
+
+
+ipv4 = st.ip_addresses(v=4).map(str)
+ipv6 = st.tuples(st.ip_addresses(v=6), st.sampled_from(["compressed", "exploded", "upper"])).map(
+    lambda p: p[0].exploded if p[1] == "exploded" else str(p[0]).upper() if p[1] == "upper" else str(p[0])
+)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.one_of(ipv4, ipv6), min_size=1, max_size=12))
+def test_prefixes_are_the_24_and_48_networks(addresses: list[str]) -> None:
+    reqs = [
+        request(SID, f"ch01-news/720p/seg_{k}.ts", timestamp=T0 + 5 + k, viewer=Viewer(ip), c_ip_version="-")
+        for k, ip in enumerate(addresses)
+    ]
+    expected = {
+        ipaddress.ip_network(f"{ip}/{24 if ':' not in ip else 48}", strict=False) for ip in addresses
+    }
+    row = features(logs_view(reqs))[SID]
+    assert row["distinct_prefixes"] == len(expected)
+    assert row["distinct_ips"] == len(set(addresses))
+
+
+def test_missing_optional_fields_read_as_null_and_required_ones_are_named() -> None:
+    home = Viewer("198.51.100.7")
+    con = logs_view(playback(SID, home, start=T0 + 10, duration=120))
+    con.execute("CREATE OR REPLACE TEMP VIEW thin AS SELECT timestamp, c_ip, sc_status, cs_uri_stem FROM logs")
+    relation, missing = prepare_relation(con, "thin", "thin_detect")
+    assert relation == "thin_detect" and set(missing) == set(OPTIONAL_COLUMNS)
+    row = load_query(FEATURES).run(con, WINDOW, relation=relation).to_pylist()[0]
+    assert row["segments"] > 0 and row["distinct_asns"] == 0 and row["bytes"] is None
+    con.execute("CREATE OR REPLACE TEMP VIEW thinner AS SELECT timestamp, c_ip, sc_status FROM logs")
+    with pytest.raises(QueryError, match="cs-uri-stem"):
+        prepare_relation(con, "thinner")
+
+
+def test_the_baseline_rule() -> None:
+    desk = Viewer("198.51.100.7", user_agent="Mozilla/5.0 desktop")
+    reqs = []
+    for k in range(4):  # four quiet viewers: one address, one user agent
+        reqs += playback(f"quietsession0000{k}", Viewer(f"198.51.100.{20 + k}"), start=T0 + 10, duration=300)
+    noisy = "noisysession00001"
+    reqs += playback(noisy, desk, start=T0 + 10, duration=300, cs_referer="https://a.example/")
+    reqs += playback(noisy, Viewer("203.0.113.5", user_agent="Other/1.0"), start=T0 + 12, duration=300,
+                     cs_referer="https://b.example/")  # fmt: skip
+    reqs += playback("shortsession00001", desk, start=T0 + 10, duration=20)  # under 30 s: not rated
+    con = logs_view(reqs)
+    table = load_query(BASELINE).run(con, WINDOW)
+    rows = {r["session_id"]: r for r in table.to_pylist()}
+    assert "shortsession00001" not in rows
+    quiet = rows["quietsession00000"]
+    assert not quiet["flagged"] and quiet["score"] == pytest.approx(1.0, abs=0.1)  # rate / median rate
+    loud = rows[noisy]
+    assert loud["ips"] == 2 and loud["user_agents"] == 2 and loud["referers"] == 2
+    assert loud["flagged"] and loud["score"] == pytest.approx(loud["rate"] / quiet["rate"] + 3, rel=0.05)
