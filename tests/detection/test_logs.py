@@ -195,3 +195,30 @@ def test_two_inputs_on_one_connection(tmp_path: Path) -> None:
         na = con.execute("SELECT count(*) FROM a").fetchall()[0][0]
         nb = con.execute("SELECT count(*) FROM b").fetchall()[0][0]
         assert a.report(na).records_skipped == {} and b.report(nb).records_skipped == {"field_count": 1}
+
+
+@pytest.mark.parametrize(
+    "junk",
+    [b"abc\rdef\n", bytes(range(256)) + b"\n"],
+    ids=["bare-carriage-return", "every-byte"],
+)
+@pytest.mark.xfail(strict=True, reason="known bug (issue #3 stays open): DuckDB's strict CSV state machine aborts on "
+                   "a bare CR and the file's records vanish with nothing reported")
+def test_carriage_returns_never_hide_a_file(tmp_path: Path, junk: bytes) -> None:
+    """A CR in one line once made DuckDB's strict parser drop the whole file with nothing reported."""
+    lines = good_lines()
+    path = tmp_path / "mixed.tsv"
+    path.write_bytes(text(lines) + junk + text(lines))
+    with open_logs(path, fields=DETECTION_FIELDS) as logs:
+        count = logs.count_records()
+        report = logs.report(count, require_records=False)
+    assert count == 2 * len(lines)
+    assert sum(report.records_skipped.values()) >= 1, "the bad line must be counted, not vanish"
+
+
+def test_crlf_line_endings_keep_every_record(tmp_path: Path) -> None:
+    lines = good_lines()
+    path = tmp_path / "crlf.tsv"
+    path.write_bytes(text(lines).replace(b"\n", b"\r\n"))
+    with open_logs(path, fields=DETECTION_FIELDS) as logs:
+        assert logs.count_records() == len(lines)
