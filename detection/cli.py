@@ -187,6 +187,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (add_arguments, _run, help_text) in COMMANDS.items():
         add_arguments(sub.add_parser(name, help=help_text, description=help_text))
+    from detection import revocation_cli
+
+    revocation_cli.register(sub)  # revoke, unrevoke, revocations, flagged: each sets its own `run`
     return parser
 
 
@@ -200,6 +203,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse already printed "error: ..." and the usage
         return int(exc.code) if isinstance(exc.code, int) else EXIT_BAD_INPUT
+    if args.command not in COMMANDS:
+        return int(args.run(args))  # the revocation commands report their own errors (exit 2)
     try:
         return COMMANDS[args.command][1](args)
     except (UsageError, InputError, QueryError, ConfigError, FileNotFoundError, NotADirectoryError) as exc:
