@@ -103,10 +103,7 @@ class SecretsManagerKeySource:
     @property
     def client(self) -> Any:
         if self._client is None:
-            import boto3
-
-            region = _arn_region(self.secret_id)
-            self._client = boto3.client("secretsmanager", **({"region_name": region} if region else {}))
+            self._client = secretsmanager_client(self.secret_id)
         return self._client
 
     def current(self) -> SigningKey:
@@ -226,4 +223,14 @@ def _arn_region(secret_id: str) -> str | None:
     if len(parts) >= 7 and parts[0] == "arn" and parts[2] == "secretsmanager" and parts[3]:
         return parts[3]
     return None
+
+
+def secretsmanager_client(secret_id: str) -> Any:
+    """A boto3 Secrets Manager client in the secret's own region (from its ARN), else the default region.
+
+    The one place the product makes this client: the issuer's key source and the rotation adapter share it."""
+    import boto3
+
+    region = _arn_region(secret_id)
+    return boto3.client("secretsmanager", **({"region_name": region} if region else {}))
 

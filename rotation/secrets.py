@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edge.key_source import secretsmanager_client
+
 AWSCURRENT = "AWSCURRENT"
 AWSPENDING = "AWSPENDING"
 
@@ -102,10 +104,7 @@ class SecretsManagerSecret(RotatableSecret):
     @property
     def client(self) -> Any:
         if self._client is None:
-            import boto3
-
-            region = _arn_region(self.secret_id)
-            self._client = boto3.client("secretsmanager", **({"region_name": region} if region else {}))
+            self._client = secretsmanager_client(self.secret_id)
         return self._client
 
     def describe(self) -> SecretState:
@@ -193,13 +192,6 @@ def _secret_missing(exc: Any) -> bool:
     """ResourceNotFoundException for the secret itself, as opposed to one of its versions."""
     message = str(exc.response.get("Error", {}).get("Message", "")).lower()
     return "can't find the specified secret." in message or "secret not found" in message
-
-
-def _arn_region(secret_id: str) -> str | None:
-    parts = secret_id.split(":")
-    if len(parts) >= 7 and parts[0] == "arn" and parts[2] == "secretsmanager" and parts[3]:
-        return parts[3]
-    return None
 
 
 # ---------------------------------------------------------------------------------------------------------------
