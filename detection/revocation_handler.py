@@ -36,7 +36,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 from http import HTTPStatus
-from typing import Any
+from typing import Any, ClassVar
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
@@ -44,7 +44,7 @@ from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import BaseModel, ConfigDict, StrictBool, StrictInt, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, ValidationError
 
 from detection.ledger import Ledger, LedgerError, open_ledger
 from detection.publisher import PublishResult
@@ -57,6 +57,7 @@ from detection.revocation import (
     list_revoked,
     revoke,
 )
+from edge.lambda_support import ConfigurationError, LambdaSettings
 from edge.store import EdgeStore, open_store
 
 LEDGER_TABLE_ENV = "LEDGER_TABLE"
@@ -73,8 +74,24 @@ app = APIGatewayHttpResolver()
 NO_STORE = {"Cache-Control": "no-store"}
 
 
-class ConfigurationError(Exception):
-    """The environment does not describe a usable ledger and edge store (500, logged)."""
+class RevocationSettings(LambdaSettings):
+    """The revocation API's configuration, from the environment (see the module docstring for the variable names)."""
+
+    describes: ClassVar[str] = "revocation API"
+
+    ledger_table: str = Field(min_length=1, validation_alias=LEDGER_TABLE_ENV)
+    edge_store: str = Field(min_length=1, validation_alias=EDGE_STORE_ENV)
+    allow_sessions: str = Field("", validation_alias=ALLOW_SESSIONS_ENV)
+
+    def ledger_spec(self) -> str:
+        """What :func:`detection.ledger.open_ledger` takes: a bare table name is a DynamoDB table."""
+        if self.ledger_table.startswith(("sqlite:", "dynamodb:", "arn:")):
+            return self.ledger_table
+        return f"dynamodb:{self.ledger_table}"
+
+    def allow_list(self) -> frozenset[str]:
+        """The allow-listed session ids (comma-separated in the variable)."""
+        return frozenset(s.strip() for s in self.allow_sessions.split(",") if s.strip())
 
 
 @dataclass(frozen=True)
@@ -87,19 +104,13 @@ class RevocationRuntime:
 @cache
 def runtime() -> RevocationRuntime:
     """Ledger, edge store and allow-list, built once per execution environment (``runtime.cache_clear()`` resets)."""
-    ledger_spec = os.getenv(LEDGER_TABLE_ENV, "").strip()
-    store_spec = os.getenv(EDGE_STORE_ENV, "").strip()
-    missing = [name for name, value in ((LEDGER_TABLE_ENV, ledger_spec), (EDGE_STORE_ENV, store_spec)) if not value]
-    if missing:
-        raise ConfigurationError(f"missing environment variable(s): {', '.join(missing)}")
-    if not ledger_spec.startswith(("sqlite:", "dynamodb:", "arn:")):
-        ledger_spec = f"dynamodb:{ledger_spec}"
+    settings = RevocationSettings.from_env()
     try:
-        ledger = open_ledger(ledger_spec)
-        store = open_store(store_spec)
+        ledger = open_ledger(settings.ledger_spec())
+        store = open_store(settings.edge_store)
     except Exception as exc:  # noqa: BLE001 - any failure here is a configuration problem
         raise ConfigurationError(f"cannot set up the revocation API: {type(exc).__name__}: {exc}") from exc
-    allow = frozenset(s.strip() for s in os.getenv(ALLOW_SESSIONS_ENV, "").split(",") if s.strip())
+    allow = settings.allow_list()
     logger.info(
         "revocation API configured", extra={"ledger": repr(ledger), "edge_store": repr(store), "allow_listed": len(allow)}
     )

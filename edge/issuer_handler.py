@@ -27,7 +27,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 from http import HTTPStatus
-from typing import Any
+from typing import Any, ClassVar
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
@@ -35,7 +35,7 @@ from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 
 from edge.issuing import (
     InvalidIssueRequest,
@@ -55,6 +55,7 @@ from edge.key_source import (
     KeySourceError,
     key_source_from_config,
 )
+from edge.lambda_support import ConfigurationError, LambdaSettings
 from edge.tokens import MAX_TTL_SECONDS
 from edge.verify import KeyValueReader
 
@@ -79,17 +80,17 @@ NO_STORE = {"Cache-Control": "no-store"}
 # Configuration.
 
 
-class IssuerSettings(BaseModel):
+class IssuerSettings(LambdaSettings):
     """The issuer's configuration, from the environment (see the module docstring for the variable names)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    describes: ClassVar[str] = "issuer"
 
-    signing_secret_arn: str | None = None
-    signing_key_file: str | None = None
-    signing_key_cache_seconds: float = Field(DEFAULT_CACHE_SECONDS, ge=0)
-    edge_store: str = Field(min_length=1)
-    default_ttl_seconds: int = Field(3600, ge=1, le=MAX_TTL_SECONDS)
-    max_ttl_seconds: int = Field(86400, ge=1, le=MAX_TTL_SECONDS)
+    signing_secret_arn: str | None = Field(None, validation_alias=SECRET_ARN_ENV)
+    signing_key_file: str | None = Field(None, validation_alias=KEY_FILE_ENV)
+    signing_key_cache_seconds: float = Field(DEFAULT_CACHE_SECONDS, ge=0, validation_alias=CACHE_SECONDS_ENV)
+    edge_store: str = Field(min_length=1, validation_alias=EDGE_STORE_ENV)
+    default_ttl_seconds: int = Field(3600, ge=1, le=MAX_TTL_SECONDS, validation_alias=DEFAULT_TTL_ENV)
+    max_ttl_seconds: int = Field(86400, ge=1, le=MAX_TTL_SECONDS, validation_alias=MAX_TTL_ENV)
 
     @model_validator(mode="after")
     def _consistent(self) -> "IssuerSettings":
@@ -101,27 +102,6 @@ class IssuerSettings(BaseModel):
             )
         return self
 
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> "IssuerSettings":
-        env = os.environ if environ is None else environ
-        names = {
-            "signing_secret_arn": SECRET_ARN_ENV,
-            "signing_key_file": KEY_FILE_ENV,
-            "signing_key_cache_seconds": CACHE_SECONDS_ENV,
-            "edge_store": EDGE_STORE_ENV,
-            "default_ttl_seconds": DEFAULT_TTL_ENV,
-            "max_ttl_seconds": MAX_TTL_ENV,
-        }
-        values = {field: env[name].strip() for field, name in names.items() if env.get(name, "").strip()}
-        try:
-            return cls.model_validate(values)
-        except ValidationError as exc:
-            problems = "; ".join(
-                f"{names.get(str(e['loc'][0]), e['loc'][0]) if e['loc'] else 'settings'}: {_clean(e['msg'])}"
-                for e in exc.errors()
-            )
-            raise ConfigurationError(f"invalid issuer configuration: {problems}") from None
-
     def policy(self) -> IssuePolicy:
         return IssuePolicy(default_ttl_seconds=self.default_ttl_seconds, max_ttl_seconds=self.max_ttl_seconds)
 
@@ -131,10 +111,6 @@ class IssuerSettings(BaseModel):
             key_file=self.signing_key_file,
             cache_seconds=self.signing_key_cache_seconds,
         )
-
-
-class ConfigurationError(Exception):
-    """The function's environment does not describe a usable issuer (answered with 500 and logged)."""
 
 
 @dataclass(frozen=True)

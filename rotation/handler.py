@@ -23,13 +23,14 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from edge.lambda_support import ConfigurationError, LambdaSettings
 from edge.store import EdgeStore, open_store
 from edge.tokens import MAX_TTL_SECONDS
 from rotation.keyring import DEFAULT_ISSUER_CACHE_SECONDS, DEFAULT_MARGIN_SECONDS, RotationPolicy
@@ -48,10 +49,6 @@ logger = Logger(service=SERVICE)
 metrics = Metrics(namespace=os.getenv("POWERTOOLS_METRICS_NAMESPACE") or DEFAULT_NAMESPACE, service=SERVICE)
 
 
-class ConfigurationError(Exception):
-    """The function's environment does not describe a usable rotation."""
-
-
 class RotationRefused(Exception):
     """The secret is not in a state this step may run in (rotation disabled, unknown or non-pending version)."""
 
@@ -66,13 +63,15 @@ class RotationEvent(BaseModel):
     step: Literal["createSecret", "setSecret", "testSecret", "finishSecret"] = Field(alias="Step")
 
 
-class RotationSettings(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+class RotationSettings(LambdaSettings):
+    """The rotation's configuration, from the environment (see the module docstring for the variable names)."""
 
-    edge_store: str = Field(min_length=1)
-    max_token_lifetime_seconds: int = Field(MAX_TTL_SECONDS, ge=1)
-    rotation_margin_seconds: int = Field(DEFAULT_MARGIN_SECONDS, ge=0)
-    signing_key_cache_seconds: int = Field(DEFAULT_ISSUER_CACHE_SECONDS, ge=0)
+    describes: ClassVar[str] = "rotation"
+
+    edge_store: str = Field(min_length=1, validation_alias=EDGE_STORE_ENV)
+    max_token_lifetime_seconds: int = Field(MAX_TTL_SECONDS, ge=1, validation_alias=MAX_LIFETIME_ENV)
+    rotation_margin_seconds: int = Field(DEFAULT_MARGIN_SECONDS, ge=0, validation_alias=MARGIN_ENV)
+    signing_key_cache_seconds: int = Field(DEFAULT_ISSUER_CACHE_SECONDS, ge=0, validation_alias=ISSUER_CACHE_ENV)
 
     @model_validator(mode="after")
     def _consistent(self) -> "RotationSettings":
@@ -85,26 +84,6 @@ class RotationSettings(BaseModel):
             margin=self.rotation_margin_seconds,
             issuer_cache=self.signing_key_cache_seconds,
         )
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> "RotationSettings":
-        env = os.environ if environ is None else environ
-        names = {
-            "edge_store": EDGE_STORE_ENV,
-            "max_token_lifetime_seconds": MAX_LIFETIME_ENV,
-            "rotation_margin_seconds": MARGIN_ENV,
-            "signing_key_cache_seconds": ISSUER_CACHE_ENV,
-        }
-        values = {field: env[name].strip() for field, name in names.items() if env.get(name, "").strip()}
-        try:
-            return cls.model_validate(values)
-        except ValidationError as exc:
-            problems = "; ".join(
-                f"{names.get(str(e['loc'][0]), e['loc'][0]) if e['loc'] else 'settings'}:"
-                f" {str(e['msg']).removeprefix('Value error, ')}"
-                for e in exc.errors()
-            )
-            raise ConfigurationError(f"invalid rotation configuration: {problems}") from None
 
 
 @dataclass(frozen=True)

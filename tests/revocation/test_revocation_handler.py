@@ -196,8 +196,30 @@ def test_store_failure_is_202_and_the_ledger_keeps_it(api: Api) -> None:
     assert [r.session_id for r in api.ledger.active_revocations()] == [sid(1)]
 
 
-def test_missing_configuration_is_500(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("LEDGER_TABLE")
+@pytest.mark.parametrize(("unset", "blank"), [("LEDGER_TABLE", "EDGE_STORE"), ("EDGE_STORE", "LEDGER_TABLE")])
+def test_missing_configuration_is_500_and_logged(
+    api: Api, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, unset: str, blank: str
+) -> None:
+    caplog.set_level("ERROR", logger=api.module.logger.name)
+    monkeypatch.delenv(unset)
+    monkeypatch.setenv(blank, "  ")
     api.module.runtime.cache_clear()
     status, body = api.call("GET", "/revocations")
-    assert (status, body["error"]) == (500, "misconfigured") and "LEDGER_TABLE" not in body["message"]
+    assert (status, body["error"]) == (500, "misconfigured") and unset not in body["message"]
+    [record] = [r for r in caplog.records if r.getMessage() == "misconfigured"]
+    assert f"{unset}: Field required" in record.detail and f"{blank}: Field required" in record.detail
+
+
+def test_bare_table_name_is_dynamodb_and_allow_list_is_comma_separated(monkeypatch: pytest.MonkeyPatch) -> None:
+    from detection.revocation_handler import RevocationSettings
+
+    monkeypatch.setenv("LEDGER_TABLE", "ledger")
+    monkeypatch.setenv("EDGE_STORE", "store.json")
+    monkeypatch.setenv("ALLOW_SESSIONS", f" {sid(1)},, {sid(2)} ,")
+    settings = RevocationSettings.from_env()
+    assert settings.ledger_spec() == "dynamodb:ledger"
+    assert settings.allow_list() == {sid(1), sid(2)}
+    monkeypatch.setenv("LEDGER_TABLE", "sqlite:/tmp/ledger.sqlite")
+    monkeypatch.delenv("ALLOW_SESSIONS")
+    settings = RevocationSettings.from_env()
+    assert settings.ledger_spec() == "sqlite:/tmp/ledger.sqlite" and settings.allow_list() == frozenset()

@@ -250,10 +250,13 @@ def test_bad_configuration_fails_loudly(
         rotator.invoke("createSecret", token)
 
 
-def test_settings_defaults() -> None:
+def test_settings_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     from rotation.handler import RotationSettings
 
-    settings = RotationSettings.from_env({"EDGE_STORE": "s.json"})
+    for name in ("MAX_TOKEN_LIFETIME_SECONDS", "ROTATION_MARGIN_SECONDS", "SIGNING_KEY_CACHE_SECONDS"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("EDGE_STORE", "s.json")
+    settings = RotationSettings.from_env()
     policy = settings.policy()
     assert (policy.max_token_lifetime, policy.margin, policy.issuer_cache) == (604800, 300, 60)
 
