@@ -31,15 +31,13 @@ Metrics: ``ManualRevocations``, ``ManualLifts``, ``EdgeStoreUtilization`` (perce
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 from http import HTTPStatus
 from typing import Any, ClassVar
 
-from aws_lambda_powertools import Logger, Metrics
-from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
@@ -57,21 +55,17 @@ from detection.revocation import (
     list_revoked,
     revoke,
 )
-from edge.lambda_support import ConfigurationError, LambdaSettings
+from edge.lambda_support import ConfigurationError, LambdaSettings, error_response, json_response, powertools
 from edge.store import EdgeStore, open_store
 
 LEDGER_TABLE_ENV = "LEDGER_TABLE"
 EDGE_STORE_ENV = "EDGE_STORE"
 ALLOW_SESSIONS_ENV = "ALLOW_SESSIONS"
 DEFAULT_SERVICE = "media-shield-revocation"
-DEFAULT_NAMESPACE = "MediaShield"
 
-SERVICE = os.getenv("POWERTOOLS_SERVICE_NAME") or DEFAULT_SERVICE
-logger = Logger(service=SERVICE)
-metrics = Metrics(namespace=os.getenv("POWERTOOLS_METRICS_NAMESPACE") or DEFAULT_NAMESPACE, service=SERVICE)
+obs = powertools(DEFAULT_SERVICE)
+SERVICE, logger, metrics = obs.service, obs.logger, obs.metrics
 app = APIGatewayHttpResolver()
-
-NO_STORE = {"Cache-Control": "no-store"}
 
 
 class RevocationSettings(LambdaSettings):
@@ -229,7 +223,8 @@ def delete_revocation(session_id: str) -> Response:
 def get_revocations() -> Response:
     revocations = list_revoked(runtime().ledger)
     metrics.add_metric(name="RevocationReads", unit=MetricUnit.Count, value=1)
-    return _json(HTTPStatus.OK, {"revocations": [r.model_dump() for r in revocations], "count": len(revocations)})
+    body = {"revocations": [r.model_dump() for r in revocations], "count": len(revocations)}
+    return json_response(HTTPStatus.OK, body)
 
 
 @app.get("/flagged")
@@ -245,17 +240,12 @@ def get_flagged() -> Response:
             raise InvalidRevocation(f"since must be epoch seconds, not {raw!r}", code="invalid-since")
     verdicts = list_flagged(runtime().ledger, since=since)
     metrics.add_metric(name="RevocationReads", unit=MetricUnit.Count, value=1)
-    return _json(HTTPStatus.OK, {"verdicts": [v.model_dump(mode="json") for v in verdicts], "count": len(verdicts)})
+    body = {"verdicts": [v.model_dump(mode="json") for v in verdicts], "count": len(verdicts)}
+    return json_response(HTTPStatus.OK, body)
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # Responses.
-
-
-def _json(status: HTTPStatus, body: dict[str, Any]) -> Response:
-    return Response(
-        status_code=int(status), content_type=content_types.APPLICATION_JSON, body=body, headers=NO_STORE
-    )
 
 
 def _manual_response(result: ManualResult, status: HTTPStatus) -> Response:
@@ -265,7 +255,7 @@ def _manual_response(result: ManualResult, status: HTTPStatus) -> Response:
         metrics.add_metric(name="PublishFailures", unit=MetricUnit.Count, value=1)
         logger.error("change recorded but not published to the edge", extra={"error": result.publish_error})
         status = HTTPStatus.ACCEPTED
-    return _json(status, result.to_dict())
+    return json_response(status, result.to_dict())
 
 
 def _publish_metrics(result: PublishResult) -> None:
@@ -283,7 +273,7 @@ def _error(status: HTTPStatus, code: str, message: str) -> Response:
     metrics.add_metric(name="RevocationRequestsRejected", unit=MetricUnit.Count, value=1)
     log = logger.error if status >= 500 else logger.info
     log("revocation request rejected", extra={"status": int(status), "error": code, "detail": message})
-    return _json(status, {"error": code, "message": message})
+    return error_response(status, code, message)
 
 
 _STATUS = {
@@ -306,16 +296,17 @@ def _refused(exc: RevocationError) -> Response:
 def _ledger_unavailable(exc: LedgerError) -> Response:
     metrics.add_metric(name="RevocationRequestsRejected", unit=MetricUnit.Count, value=1)
     logger.error("ledger error", extra={"detail": str(exc)})
-    return _json(HTTPStatus.SERVICE_UNAVAILABLE, {"error": "ledger-unavailable", "message": "the ledger cannot be reached; retry later"})
+    return error_response(
+        HTTPStatus.SERVICE_UNAVAILABLE, "ledger-unavailable", "the ledger cannot be reached; retry later"
+    )
 
 
 @app.exception_handler(ConfigurationError)
 def _misconfigured(exc: ConfigurationError) -> Response:
     metrics.add_metric(name="RevocationRequestsRejected", unit=MetricUnit.Count, value=1)
     logger.error("misconfigured", extra={"detail": str(exc)})
-    return _json(
-        HTTPStatus.INTERNAL_SERVER_ERROR,
-        {"error": "misconfigured", "message": "the revocation API is misconfigured; see its logs"},
+    return error_response(
+        HTTPStatus.INTERNAL_SERVER_ERROR, "misconfigured", "the revocation API is misconfigured; see its logs"
     )
 
 
@@ -332,7 +323,7 @@ def _not_found(exc: NotFoundError) -> Response:
 def _internal(exc: Exception) -> Response:
     metrics.add_metric(name="RevocationRequestsRejected", unit=MetricUnit.Count, value=1)
     logger.exception("unexpected error")
-    return _json(HTTPStatus.INTERNAL_SERVER_ERROR, {"error": "internal", "message": "unexpected error; see the logs"})
+    return error_response(HTTPStatus.INTERNAL_SERVER_ERROR, "internal", "unexpected error; see the logs")
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)

@@ -22,15 +22,13 @@ Configuration (environment, parsed once per execution environment by :class:`Iss
 Never logged or traced: key material, tokens, tokenized URLs (the handler's response is not captured by the tracer).
 """
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 from http import HTTPStatus
 from typing import Any, ClassVar
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
-from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
@@ -55,7 +53,7 @@ from edge.key_source import (
     KeySourceError,
     key_source_from_config,
 )
-from edge.lambda_support import ConfigurationError, LambdaSettings
+from edge.lambda_support import ConfigurationError, LambdaSettings, error_response, json_response, powertools
 from edge.tokens import MAX_TTL_SECONDS
 from edge.verify import KeyValueReader
 
@@ -63,17 +61,12 @@ EDGE_STORE_ENV = "EDGE_STORE"
 DEFAULT_TTL_ENV = "DEFAULT_TTL_SECONDS"
 MAX_TTL_ENV = "MAX_TTL_SECONDS"
 DEFAULT_SERVICE = "media-shield"
-DEFAULT_NAMESPACE = "MediaShield"
 
-SERVICE = os.getenv("POWERTOOLS_SERVICE_NAME") or DEFAULT_SERVICE
-logger = Logger(service=SERVICE)
-metrics = Metrics(namespace=os.getenv("POWERTOOLS_METRICS_NAMESPACE") or DEFAULT_NAMESPACE, service=SERVICE)
-tracer = Tracer(service=SERVICE)
+obs = powertools(DEFAULT_SERVICE)
+SERVICE, logger, metrics, tracer = obs.service, obs.logger, obs.metrics, obs.tracer
 # Request bodies are validated by IssueRequest itself (parse_request), not by the resolver's enable_validation:
 # that one accepts a JSON array as its first element (form-data semantics), and a body must be one JSON object.
 app = APIGatewayHttpResolver()
-
-NO_STORE = {"Cache-Control": "no-store"}
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -210,12 +203,7 @@ def create_token() -> Response:
             "caller": _caller(event.raw_event),
         },
     )
-    return Response(
-        status_code=int(HTTPStatus.CREATED),
-        content_type=content_types.APPLICATION_JSON,
-        body=issued.to_dict(),
-        headers=NO_STORE,
-    )
+    return json_response(HTTPStatus.CREATED, issued.to_dict())
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -232,12 +220,7 @@ def _reject(status: HTTPStatus, reason: str, message: str, *, detail: str | None
     tracer.put_annotation(key="outcome", value=reason)
     log = logger.error if status >= 500 else logger.warning if status == HTTPStatus.CONFLICT else logger.info
     log("token request rejected", extra={"status": int(status), "reason": reason, "detail": detail or message})
-    return Response(
-        status_code=int(status),
-        content_type=content_types.APPLICATION_JSON,
-        body={"error": reason, "message": message, **extra},
-        headers=NO_STORE,
-    )
+    return error_response(status, reason, message, **extra)
 
 
 @app.exception_handler(BadRequestBody)

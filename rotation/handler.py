@@ -19,18 +19,16 @@ Never logged: key material and secret values (only key ids).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 from typing import Any, ClassVar, Literal
 
-from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from edge.lambda_support import ConfigurationError, LambdaSettings
+from edge.lambda_support import ConfigurationError, LambdaSettings, powertools
 from edge.store import EdgeStore, open_store
 from edge.tokens import MAX_TTL_SECONDS
 from rotation.keyring import DEFAULT_ISSUER_CACHE_SECONDS, DEFAULT_MARGIN_SECONDS, RotationPolicy
@@ -42,11 +40,9 @@ MAX_LIFETIME_ENV = "MAX_TOKEN_LIFETIME_SECONDS"
 MARGIN_ENV = "ROTATION_MARGIN_SECONDS"
 ISSUER_CACHE_ENV = "SIGNING_KEY_CACHE_SECONDS"
 DEFAULT_SERVICE = "media-shield"
-DEFAULT_NAMESPACE = "MediaShield"
 
-SERVICE = os.getenv("POWERTOOLS_SERVICE_NAME") or DEFAULT_SERVICE
-logger = Logger(service=SERVICE)
-metrics = Metrics(namespace=os.getenv("POWERTOOLS_METRICS_NAMESPACE") or DEFAULT_NAMESPACE, service=SERVICE)
+obs = powertools(DEFAULT_SERVICE)
+SERVICE, logger, metrics = obs.service, obs.logger, obs.metrics
 
 
 class RotationRefused(Exception):
