@@ -1,6 +1,14 @@
+import base64
+import importlib
 import json
+import sys
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from types import ModuleType
+from typing import Any, NamedTuple
 
 import pytest
 
@@ -28,3 +36,205 @@ def edge_runner():
 
     with EdgeFunctionRunner() as runner:
         yield runner
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Lambda handlers: importing one, invoking it the way Lambda does, reading back what it wrote.
+
+REGION = "us-east-1"
+ACCOUNT_ID = "123456789012"
+DEFAULT_CALLER = f"arn:aws:iam::{ACCOUNT_ID}:role/playback-api"
+
+
+def powertools_env(service: str) -> dict[str, str]:
+    """Powertools' variables for a handler under test: its own service name and namespace, no tracing."""
+    return {
+        "POWERTOOLS_SERVICE_NAME": service,
+        "POWERTOOLS_METRICS_NAMESPACE": "MediaShieldTest",
+        "POWERTOOLS_TRACE_DISABLED": "true",
+        "POWERTOOLS_LOG_LEVEL": "INFO",
+    }
+
+
+def set_environment(monkeypatch: pytest.MonkeyPatch, values: Mapping[str, str | None]) -> None:
+    """Set each variable, or unset it where the value is ``None``."""
+    for name, value in values.items():
+        if value is None:
+            monkeypatch.delenv(name, raising=False)
+        else:
+            monkeypatch.setenv(name, value)
+
+
+@contextmanager
+def imported_handler(module_name: str, env: Mapping[str, str]) -> Iterator[ModuleType]:
+    """The handler module, (re)imported with ``env`` set: Powertools reads it when the module makes its Logger and
+    Metrics. The module's ``runtime`` cache is cleared on the way out."""
+    with pytest.MonkeyPatch.context() as mp:
+        set_environment(mp, env)
+        if module_name in sys.modules:
+            module = importlib.reload(sys.modules[module_name])
+        else:
+            module = importlib.import_module(module_name)
+        yield module
+        module.runtime.cache_clear()
+
+
+@dataclass(frozen=True)
+class FakeLambdaContext:
+    """What Lambda passes a handler as ``context`` (the attributes Powertools reads)."""
+
+    function_name: str = "test-function"
+    remaining_ms: int = 10_000
+    function_version: str = "$LATEST"
+    memory_limit_in_mb: int = 256
+    aws_request_id: str = "c6af9ac6-7b61-11e6-9a41-93e812345678"
+    log_stream_name: str = "2026/01/01/[$LATEST]abcdef"
+
+    @property
+    def invoked_function_arn(self) -> str:
+        return f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:{self.function_name}"
+
+    @property
+    def log_group_name(self) -> str:
+        return f"/aws/lambda/{self.function_name}"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self.remaining_ms
+
+
+def http_event(
+    method: str,
+    path: str,
+    body: Any = None,
+    *,
+    headers: Mapping[str, str] | None = None,
+    query: str = "",
+    source_ip: str = "192.0.2.44",
+    caller: str = DEFAULT_CALLER,
+    base64_body: bool = False,
+) -> dict[str, Any]:
+    """A Lambda function URL event with IAM auth (payload format 2.0); ``body`` other than a string is sent as JSON."""
+    headers = dict(headers or {})
+    text = body if isinstance(body, str) or body is None else json.dumps(body)
+    if base64_body and text is not None:
+        text = base64.b64encode(text.encode()).decode()
+    event: dict[str, Any] = {
+        "version": "2.0",
+        "routeKey": "$default",
+        "rawPath": path,
+        "rawQueryString": query,
+        "headers": {"content-type": "application/json", "host": "abc.lambda-url.us-east-1.on.aws", **headers},
+        "requestContext": {
+            "accountId": ACCOUNT_ID,
+            "apiId": "abcdefghijklmnop",
+            "authorizer": {
+                "iam": {
+                    "accessKey": "AKIAEXAMPLE",
+                    "accountId": ACCOUNT_ID,
+                    "callerId": "AIDAEXAMPLE",
+                    "userArn": caller,
+                    "userId": "AIDAEXAMPLE",
+                }
+            },
+            "domainName": "abcdefghijklmnop.lambda-url.us-east-1.on.aws",
+            "domainPrefix": "abcdefghijklmnop",
+            "http": {
+                "method": method,
+                "path": path,
+                "protocol": "HTTP/1.1",
+                "sourceIp": source_ip,
+                "userAgent": headers.get("user-agent", "aws-sdk"),
+            },
+            "requestId": "req-0001",
+            "routeKey": "$default",
+            "stage": "$default",
+            "time": "01/Jan/2026:00:00:00 +0000",
+            "timeEpoch": 1767225600000,
+        },
+        "isBase64Encoded": base64_body,
+    }
+    if query:
+        event["queryStringParameters"] = dict(part.split("=", 1) for part in query.split("&"))
+    if text is not None:
+        event["body"] = text
+    return event
+
+
+def body_of(response: Mapping[str, Any]) -> Any:
+    """The JSON body of a handler's HTTP response."""
+    return json.loads(response["body"])
+
+
+class Captured(NamedTuple):
+    """What a handler wrote: ``text`` (all of it), ``logs`` (log lines as JSON) and ``emf`` (EMF metric blobs)."""
+
+    text: str
+    logs: list[dict[str, Any]]
+    emf: list[dict[str, Any]]
+
+
+@pytest.fixture
+def output(
+    handler_module: ModuleType, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> Callable[[], Captured]:
+    """Read back what the handler module (the test module's ``handler_module`` fixture) wrote since the last read.
+
+    EMF blobs are printed to stdout. The Logger's stream handler writes to the stdout of the moment the module was
+    imported, which is not this test's; the records themselves reach pytest's log capture, and the Logger's own
+    formatter renders each one exactly as the function writes it to CloudWatch Logs.
+    """
+    name = handler_module.logger.name
+    caplog.set_level("INFO", logger=name)
+    formatter = handler_module.logger.registered_formatter
+
+    def read() -> Captured:
+        printed = capsys.readouterr().out
+        lines = [formatter.format(r) for r in caplog.records if r.name == name]
+        caplog.clear()
+        emf = [json.loads(line) for line in printed.splitlines() if line.startswith('{"_aws"')]
+        return Captured(printed + "\n".join(lines), [json.loads(line) for line in lines], emf)
+
+    return read
+
+
+def metric_names(emf: Iterable[Mapping[str, Any]]) -> list[str]:
+    """The metric names in EMF blobs, in order (one per metric per blob)."""
+    return [m["Name"] for blob in emf for d in blob["_aws"]["CloudWatchMetrics"] for m in d["Metrics"]]
+
+
+def with_metric(emf: Iterable[Mapping[str, Any]], name: str) -> list[Mapping[str, Any]]:
+    """The EMF blobs that carry metric ``name``."""
+    return [blob for blob in emf if name in metric_names([blob])]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# AWS on moto.
+
+
+@contextmanager
+def mocked_aws() -> Iterator[None]:
+    """moto's ``mock_aws`` with fake credentials and REGION in the environment (and no profile), for the block."""
+    from moto import mock_aws
+
+    with pytest.MonkeyPatch.context() as mp:
+        for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SECURITY_TOKEN", "AWS_SESSION_TOKEN"):
+            mp.setenv(name, "testing")
+        mp.setenv("AWS_DEFAULT_REGION", REGION)
+        mp.delenv("AWS_PROFILE", raising=False)
+        with mock_aws():
+            yield
+
+
+@pytest.fixture(scope="module")
+def secretsmanager() -> Iterator[Any]:
+    """A Secrets Manager client on moto, one per test module (starting moto is the slow part; secrets are per test)."""
+    import boto3
+
+    with mocked_aws():
+        yield boto3.client("secretsmanager", region_name=REGION)
+
+
+def new_secret(client: Any, value: str, prefix: str = "media-shield/signing-key") -> tuple[str, str]:
+    """A secret with a fresh name under ``prefix``: ``(name, arn)``."""
+    name = f"{prefix}-{uuid.uuid4().hex[:12]}"
+    return name, client.create_secret(Name=name, SecretString=value)["ARN"]

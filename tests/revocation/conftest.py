@@ -9,13 +9,12 @@ from typing import Any
 
 import boto3
 import pytest
-from moto import mock_aws
 
 from detection.ledger import Ledger, Reason, SqliteLedger, Verdict
 from detection.ledger.dynamodb import DynamoDbLedger, create_table
 from edge.store import LocalEdgeStore
+from tests.conftest import REGION, mocked_aws
 
-REGION = "us-east-1"
 NOW = 1_767_225_600  # 2026-01-01T00:00:00Z
 HOUR = 3600
 
@@ -23,13 +22,8 @@ HOUR = 3600
 @pytest.fixture(scope="package")
 def dynamodb() -> Iterator[Any]:
     """A DynamoDB client on moto, shared by the package (starting moto is the slow part; tables are per test)."""
-    with pytest.MonkeyPatch.context() as mp:
-        for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SECURITY_TOKEN", "AWS_SESSION_TOKEN"):
-            mp.setenv(name, "testing")
-        mp.setenv("AWS_DEFAULT_REGION", REGION)
-        mp.delenv("AWS_PROFILE", raising=False)
-        with mock_aws():
-            yield boto3.client("dynamodb", region_name=REGION)
+    with mocked_aws():
+        yield boto3.client("dynamodb", region_name=REGION)
 
 
 @pytest.fixture

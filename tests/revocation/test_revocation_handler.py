@@ -3,40 +3,26 @@
 
 from __future__ import annotations
 
-import importlib
-import json
-import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from detection.ledger.dynamodb import DynamoDbLedger
 from edge.store import LocalEdgeStore
+from tests.conftest import FakeLambdaContext, body_of, http_event, imported_handler, powertools_env, set_environment
 
 from .conftest import HOUR, sid, verdict
 
-POWERTOOLS_ENV = {
-    "POWERTOOLS_SERVICE_NAME": "revocation-test",
-    "POWERTOOLS_METRICS_NAMESPACE": "MediaShieldTest",
-    "POWERTOOLS_TRACE_DISABLED": "true",
-    "POWERTOOLS_LOG_LEVEL": "INFO",
-}
+POWERTOOLS_ENV = powertools_env("revocation-test")
 CALLER = "arn:aws:iam::123456789012:role/ops-alice"
+CONTEXT = FakeLambdaContext("revocation-api")
 
 
 @pytest.fixture(scope="module")
 def handler_module():
-    with pytest.MonkeyPatch.context() as mp:
-        for name, value in POWERTOOLS_ENV.items():
-            mp.setenv(name, value)
-        if "detection.revocation_handler" in sys.modules:
-            module = importlib.reload(sys.modules["detection.revocation_handler"])
-        else:
-            module = importlib.import_module("detection.revocation_handler")
+    with imported_handler("detection.revocation_handler", POWERTOOLS_ENV) as module:
         yield module
-        module.runtime.cache_clear()
 
 
 class Api:
@@ -45,69 +31,26 @@ class Api:
 
     def call(self, method: str, path: str, body: Any = None, *, query: str = "",
              headers: dict[str, str] | None = None) -> tuple[int, dict[str, Any]]:
-        event = http_event(method, path, body, query=query, headers=headers)
-        response = self.module.handler(event, FakeContext())
-        return response["statusCode"], json.loads(response["body"])
+        event = http_event(method, path, body, query=query, headers=headers, caller=CALLER)
+        response = self.module.handler(event, CONTEXT)
+        return response["statusCode"], body_of(response)
 
 
 @pytest.fixture
-def api(handler_module: Any, dynamodb: Any, table_name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    for name, value in POWERTOOLS_ENV.items():
-        monkeypatch.setenv(name, value)
-    store = LocalEdgeStore(tmp_path / "store.json")
-    store.put("k:kid-2026-01", "A" * 43)
-    monkeypatch.setenv("LEDGER_TABLE", table_name)
-    monkeypatch.setenv("EDGE_STORE", str(store.path))
-    monkeypatch.setenv("ALLOW_SESSIONS", f"{sid(50)}, {sid(51)}")
-    handler_module.runtime.cache_clear()
-    yield Api(handler_module, DynamoDbLedger(table_name, client=dynamodb), store)
-    handler_module.runtime.cache_clear()
-
-
-class FakeContext:
-    function_name = "revocation-api"
-    function_version = "$LATEST"
-    memory_limit_in_mb = 256
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:revocation-api"
-    aws_request_id = "c6af9ac6-7b61-11e6-9a41-93e812345678"
-    log_group_name = "/aws/lambda/revocation-api"
-    log_stream_name = "2026/01/01/[$LATEST]abcdef"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 10_000
-
-
-def http_event(method: str, path: str, body: Any = None, *, query: str = "",
-               headers: dict[str, str] | None = None) -> dict[str, Any]:
-    """A Lambda function URL event (IAM auth), payload format 2.0."""
-    event: dict[str, Any] = {
-        "version": "2.0",
-        "routeKey": "$default",
-        "rawPath": path,
-        "rawQueryString": query,
-        "headers": {"content-type": "application/json", "host": "abc.lambda-url.us-east-1.on.aws", **(headers or {})},
-        "requestContext": {
-            "accountId": "123456789012",
-            "apiId": "abcdefghijklmnop",
-            "authorizer": {"iam": {"accessKey": "AKIAEXAMPLE", "accountId": "123456789012", "callerId": "AROAEXAMPLE",
-                                   "userArn": CALLER, "userId": "AROAEXAMPLE"}},
-            "domainName": "abcdefghijklmnop.lambda-url.us-east-1.on.aws",
-            "domainPrefix": "abcdefghijklmnop",
-            "http": {"method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "192.0.2.10",
-                     "userAgent": "aws-sdk"},
-            "requestId": "req-0001",
-            "routeKey": "$default",
-            "stage": "$default",
-            "time": "01/Jan/2026:00:00:00 +0000",
-            "timeEpoch": 1767225600000,
+def api(handler_module: Any, dynamodb: Any, table_name: str, edge_store: LocalEdgeStore,
+        monkeypatch: pytest.MonkeyPatch):
+    set_environment(
+        monkeypatch,
+        {
+            **POWERTOOLS_ENV,
+            "LEDGER_TABLE": table_name,
+            "EDGE_STORE": str(edge_store.path),
+            "ALLOW_SESSIONS": f"{sid(50)}, {sid(51)}",
         },
-        "isBase64Encoded": False,
-    }
-    if query:
-        event["queryStringParameters"] = dict(part.split("=", 1) for part in query.split("&"))
-    if body is not None:
-        event["body"] = body if isinstance(body, str) else json.dumps(body)
-    return event
+    )
+    handler_module.runtime.cache_clear()
+    yield Api(handler_module, DynamoDbLedger(table_name, client=dynamodb), edge_store)
+    handler_module.runtime.cache_clear()
 
 
 def test_revoke_then_lift_reaches_the_edge(api: Api, capsys: pytest.CaptureFixture[str]) -> None:

@@ -6,9 +6,6 @@ Logs and EMF metrics go to stdout, so they are read back from it.
 
 from __future__ import annotations
 
-import importlib
-import json
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -16,59 +13,31 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
-from moto import mock_aws
 from moto.core import DEFAULT_ACCOUNT_ID
 from pydantic import ValidationError
 
 from edge.store import LocalEdgeStore
 from rotation.keyring import parse_secret_value
 from rotation.secrets import AWSCURRENT, AWSPENDING
+from tests.conftest import (
+    REGION,
+    FakeLambdaContext,
+    imported_handler,
+    metric_names,
+    new_secret,
+    powertools_env,
+    set_environment,
+)
 
-REGION = "us-east-1"
-POWERTOOLS_ENV = {
-    "POWERTOOLS_SERVICE_NAME": "key-rotation-test",
-    "POWERTOOLS_METRICS_NAMESPACE": "MediaShieldTest",
-    "POWERTOOLS_LOG_LEVEL": "INFO",
-}
+POWERTOOLS_ENV = powertools_env("key-rotation-test")
+CONTEXT = FakeLambdaContext("key-rotation", remaining_ms=60_000)
 
 
 @pytest.fixture(scope="module")
 def handler_module() -> Iterator[Any]:
-    with pytest.MonkeyPatch.context() as mp:
-        for name, value in POWERTOOLS_ENV.items():
-            mp.setenv(name, value)
-        if "rotation.handler" in sys.modules:
-            module = importlib.reload(sys.modules["rotation.handler"])
-        else:
-            module = importlib.import_module("rotation.handler")
+    with imported_handler("rotation.handler", POWERTOOLS_ENV) as module:
         yield module
-        module.runtime.cache_clear()
-
-
-@pytest.fixture(scope="module")
-def sm_client() -> Iterator[Any]:
-    with pytest.MonkeyPatch.context() as mp:
-        for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SECURITY_TOKEN", "AWS_SESSION_TOKEN"):
-            mp.setenv(name, "testing")
-        mp.setenv("AWS_DEFAULT_REGION", REGION)
-        mp.delenv("AWS_PROFILE", raising=False)
-        with mock_aws():
-            yield boto3.client("secretsmanager", region_name=REGION)
-
-
-class FakeContext:
-    function_name = "key-rotation"
-    function_version = "$LATEST"
-    memory_limit_in_mb = 256
-    invoked_function_arn = f"arn:aws:lambda:{REGION}:123456789012:function:key-rotation"
-    aws_request_id = "d6af9ac6-7b61-11e6-9a41-93e812345678"
-    log_group_name = "/aws/lambda/key-rotation"
-    log_stream_name = "2026/01/01/[$LATEST]abcdef"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 60_000
 
 
 @dataclass
@@ -86,7 +55,7 @@ class Rotator:
         secret = secretsmanager_backends[DEFAULT_ACCOUNT_ID][REGION].secrets[self.name]
         secret.rotation_requested = True
         secret.rotation_enabled = enabled
-        secret.rotation_lambda_arn = FakeContext.invoked_function_arn
+        secret.rotation_lambda_arn = CONTEXT.invoked_function_arn
         token = str(uuid.uuid4())
         secret.remove_version_stages_from_old_versions([AWSPENDING])
         secret.versions[token] = {"createdate": int(time.time()), "version_id": token, "version_stages": [AWSPENDING]}
@@ -94,7 +63,7 @@ class Rotator:
 
     def invoke(self, step: str, token: str, secret_id: str | None = None) -> Any:
         event = {"SecretId": secret_id or self.arn, "ClientRequestToken": token, "Step": step}
-        return self.module.handler(event, FakeContext())
+        return self.module.handler(event, CONTEXT)
 
     def rotate(self) -> str:
         token = self.start_rotation()
@@ -111,42 +80,24 @@ class Rotator:
 
 
 @pytest.fixture
-def rotator(handler_module: Any, sm_client: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Rotator]:
-    for name, value in POWERTOOLS_ENV.items():
-        monkeypatch.setenv(name, value)
+def rotator(
+    handler_module: Any, secretsmanager: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Rotator]:
     store = LocalEdgeStore(tmp_path / "edge-store.json")
-    monkeypatch.setenv("EDGE_STORE", str(store.path))
-    monkeypatch.setenv("MAX_TOKEN_LIFETIME_SECONDS", "3600")
-    monkeypatch.delenv("ROTATION_MARGIN_SECONDS", raising=False)
-    monkeypatch.delenv("SIGNING_KEY_CACHE_SECONDS", raising=False)
-    name = f"media-shield/signing-key-{uuid.uuid4().hex[:12]}"
-    arn = sm_client.create_secret(Name=name, SecretString="generated-by-cloudformation-0123")["ARN"]
+    set_environment(
+        monkeypatch,
+        {
+            **POWERTOOLS_ENV,
+            "EDGE_STORE": str(store.path),
+            "MAX_TOKEN_LIFETIME_SECONDS": "3600",
+            "ROTATION_MARGIN_SECONDS": None,
+            "SIGNING_KEY_CACHE_SECONDS": None,
+        },
+    )
+    name, arn = new_secret(secretsmanager, "generated-by-cloudformation-0123")
     handler_module.runtime.cache_clear()
-    yield Rotator(handler_module, sm_client, arn, name, store)
+    yield Rotator(handler_module, secretsmanager, arn, name, store)
     handler_module.runtime.cache_clear()
-
-
-@pytest.fixture
-def output(handler_module: Any, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture):
-    """What the function wrote: EMF blobs (printed to stdout) and log records rendered by the Logger's formatter.
-
-    The Logger's stream handler writes to the stdout of the moment the module was imported, not this test's; the
-    records reach pytest's log capture, and the Logger's own formatter renders them as CloudWatch Logs gets them.
-    """
-    caplog.set_level("INFO", logger=handler_module.logger.name)
-    formatter = handler_module.logger.registered_formatter
-
-    def read() -> list[dict[str, Any]]:
-        printed = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith('{"_aws"')]
-        logged = [json.loads(formatter.format(r)) for r in caplog.records if r.name == handler_module.logger.name]
-        caplog.clear()
-        return logged + printed
-
-    return read
-
-
-def metric_names(records: list[dict[str, Any]]) -> list[str]:
-    return [m["Name"] for r in records if "_aws" in r for d in r["_aws"]["CloudWatchMetrics"] for m in d["Metrics"]]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -157,14 +108,12 @@ def test_a_full_rotation_through_the_handler(rotator: Rotator, output: Any) -> N
     key = rotator.current().current
     assert AWSCURRENT in rotator.stages()[first]
     assert rotator.store.get(key.store_key) == key.encoded
-    records = output()
-    assert metric_names(records).count("RotationStepsSucceeded") == 4
-    assert "KeysPublished" in metric_names(records)
-    dims = [r.get("step") for r in records if "_aws" in r]
-    assert dims == ["createSecret", "setSecret", "testSecret", "finishSecret"]
-    text = "\n".join(json.dumps(r) for r in records)
-    assert key.encoded not in text, "key material must never be logged"
-    done = [r for r in records if r.get("message") == "rotation step done"]
+    written = output()
+    assert metric_names(written.emf).count("RotationStepsSucceeded") == 4
+    assert "KeysPublished" in metric_names(written.emf)
+    assert [blob.get("step") for blob in written.emf] == ["createSecret", "setSecret", "testSecret", "finishSecret"]
+    assert key.encoded not in written.text, "key material must never be logged"
+    done = [r for r in written.logs if r.get("message") == "rotation step done"]
     assert [r["kid"] for r in done] == [key.kid] * 4
 
     rotator.rotate()
@@ -180,7 +129,7 @@ def test_a_version_already_current_is_left_alone(rotator: Rotator, output: Any) 
     for step in ("createSecret", "setSecret", "testSecret", "finishSecret"):
         assert rotator.invoke(step, token) is None
     assert (rotator.store.path.read_bytes(), rotator.stages()) == before
-    assert any(r.get("message") == "version is already AWSCURRENT; nothing to do" for r in output())
+    assert any(r.get("message") == "version is already AWSCURRENT; nothing to do" for r in output().logs)
 
 
 def test_rotation_must_be_enabled(rotator: Rotator) -> None:
@@ -212,7 +161,7 @@ def test_steps_out_of_order_fail_without_side_effects(rotator: Rotator, output: 
     with pytest.raises(Exception, match="no AWSPENDING value"):
         rotator.invoke("setSecret", token)  # createSecret has not run: the pending version is still empty
     assert rotator.store.path.read_bytes() == before
-    assert "RotationStepsFailed" in metric_names(output())
+    assert "RotationStepsFailed" in metric_names(output().emf)
 
 
 @pytest.mark.parametrize(
@@ -226,7 +175,7 @@ def test_steps_out_of_order_fail_without_side_effects(rotator: Rotator, output: 
 )
 def test_malformed_events_are_rejected(rotator: Rotator, event: dict[str, Any]) -> None:
     with pytest.raises(ValidationError):
-        rotator.module.handler(event, FakeContext())
+        rotator.module.handler(event, CONTEXT)
 
 
 @pytest.mark.parametrize(
@@ -274,7 +223,7 @@ def test_an_abandoned_rotation_is_counted_and_the_next_one_completes(
     monkeypatch.setattr(time, "time", lambda: real_time() + 3600)  # Secrets Manager reattempts an hour later
     with pytest.raises(Exception, match="abandoned"):
         rotator.invoke("finishSecret", token)
-    assert "RotationsAbandoned" in metric_names(output())
+    assert "RotationsAbandoned" in metric_names(output().emf)
     assert rotator.current().current == old
     assert AWSPENDING not in rotator.stages()[token]
     monkeypatch.setattr(time, "time", real_time)

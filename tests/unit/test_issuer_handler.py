@@ -7,46 +7,37 @@ Logs and EMF metrics go to stdout, so they are read back from it.
 from __future__ import annotations
 
 import base64
-import importlib
-import json
-import sys
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
-from moto import mock_aws
 
 from edge.binding import Viewer
 from edge.keys import SigningKey, generate_key
 from edge.store import LocalEdgeStore
 from edge.verify import verify_request
+from tests.conftest import (
+    FakeLambdaContext,
+    body_of,
+    http_event,
+    imported_handler,
+    new_secret,
+    powertools_env,
+    set_environment,
+    with_metric,
+)
 
-REGION = "us-east-1"
 SID = "revokedSession_0001"
-POWERTOOLS_ENV = {
-    "POWERTOOLS_SERVICE_NAME": "token-issuer-test",
-    "POWERTOOLS_METRICS_NAMESPACE": "MediaShieldTest",
-    "POWERTOOLS_TRACE_DISABLED": "true",
-    "POWERTOOLS_LOG_LEVEL": "INFO",
-}
+POWERTOOLS_ENV = powertools_env("token-issuer-test")
+CONTEXT = FakeLambdaContext("token-issuer")
 
 
 @pytest.fixture(scope="module")
 def handler_module():
-    """Import the handler with Powertools' environment set (Logger, Metrics and Tracer read it when created)."""
-    with pytest.MonkeyPatch.context() as mp:
-        for name, value in POWERTOOLS_ENV.items():
-            mp.setenv(name, value)
-        if "edge.issuer_handler" in sys.modules:
-            module = importlib.reload(sys.modules["edge.issuer_handler"])
-        else:
-            module = importlib.import_module("edge.issuer_handler")
+    with imported_handler("edge.issuer_handler", POWERTOOLS_ENV) as module:
         yield module
-        module.runtime.cache_clear()
 
 
 @dataclass
@@ -59,105 +50,37 @@ class Issuer:
     secrets: Any
 
     def invoke(self, event: dict[str, Any]) -> dict[str, Any]:
-        return self.module.handler(event, FakeContext())
-
-
-@pytest.fixture(scope="module")
-def secrets_client():
-    """One moto session for the module (starting it and making clients is the slow part); secrets are per test."""
-    with pytest.MonkeyPatch.context() as mp:
-        for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SECURITY_TOKEN", "AWS_SESSION_TOKEN"):
-            mp.setenv(name, "testing")
-        mp.setenv("AWS_DEFAULT_REGION", REGION)
-        mp.delenv("AWS_PROFILE", raising=False)
-        with mock_aws():
-            yield boto3.client("secretsmanager", region_name=REGION)
+        return self.module.handler(event, CONTEXT)
 
 
 @pytest.fixture
-def issuer(handler_module, secrets_client, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    for name, value in POWERTOOLS_ENV.items():
-        monkeypatch.setenv(name, value)
-    for name in ("SIGNING_KEY_FILE", "SIGNING_KEY_CACHE_SECONDS"):
-        monkeypatch.delenv(name, raising=False)
+def issuer(handler_module, secretsmanager, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     key = generate_key("kid-2026-01")
     store = LocalEdgeStore(tmp_path / "edge-store.json")
     store.put(key.store_key, key.encoded)
-    secret_name = f"media-shield/signing-key-{uuid.uuid4().hex[:12]}"
-    arn = secrets_client.create_secret(Name=secret_name, SecretString=key.to_secret_json())["ARN"]
-    monkeypatch.setenv("SIGNING_SECRET_ARN", arn)
-    monkeypatch.setenv("EDGE_STORE", str(store.path))
-    monkeypatch.setenv("DEFAULT_TTL_SECONDS", "1800")
-    monkeypatch.setenv("MAX_TTL_SECONDS", "7200")
+    secret_name, arn = new_secret(secretsmanager, key.to_secret_json())
+    set_environment(
+        monkeypatch,
+        {
+            **POWERTOOLS_ENV,
+            "SIGNING_KEY_FILE": None,
+            "SIGNING_KEY_CACHE_SECONDS": None,
+            "SIGNING_SECRET_ARN": arn,
+            "EDGE_STORE": str(store.path),
+            "DEFAULT_TTL_SECONDS": "1800",
+            "MAX_TTL_SECONDS": "7200",
+        },
+    )
     handler_module.runtime.cache_clear()
-    yield Issuer(handler_module, key, arn, secret_name, store, secrets_client)
+    yield Issuer(handler_module, key, arn, secret_name, store, secretsmanager)
     handler_module.runtime.cache_clear()
-
-
-class FakeContext:
-    function_name = "token-issuer"
-    function_version = "$LATEST"
-    memory_limit_in_mb = 256
-    invoked_function_arn = f"arn:aws:lambda:{REGION}:123456789012:function:token-issuer"
-    aws_request_id = "c6af9ac6-7b61-11e6-9a41-93e812345678"
-    log_group_name = "/aws/lambda/token-issuer"
-    log_stream_name = "2026/01/01/[$LATEST]abcdef"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 10_000
 
 
 def function_url_event(
-    body: Any = None,
-    headers: dict[str, str] | None = None,
-    *,
-    source_ip: str = "192.0.2.44",
-    method: str = "POST",
-    path: str = "/tokens",
-    base64_body: bool = False,
+    body: Any = None, headers: dict[str, str] | None = None, *, method: str = "POST", path: str = "/tokens", **kwargs
 ) -> dict[str, Any]:
-    """A Lambda function URL event (IAM auth), payload format 2.0."""
-    text = body if isinstance(body, str) or body is None else json.dumps(body)
-    if base64_body and text is not None:
-        text = base64.b64encode(text.encode()).decode()
-    event: dict[str, Any] = {
-        "version": "2.0",
-        "routeKey": "$default",
-        "rawPath": path,
-        "rawQueryString": "",
-        "headers": {"content-type": "application/json", "host": "abc.lambda-url.us-east-1.on.aws", **(headers or {})},
-        "requestContext": {
-            "accountId": "123456789012",
-            "apiId": "abcdefghijklmnop",
-            "authorizer": {
-                "iam": {
-                    "accessKey": "AKIAEXAMPLE",
-                    "accountId": "123456789012",
-                    "callerId": "AIDAEXAMPLE",
-                    "userArn": "arn:aws:iam::123456789012:role/playback-api",
-                    "userId": "AIDAEXAMPLE",
-                }
-            },
-            "domainName": "abcdefghijklmnop.lambda-url.us-east-1.on.aws",
-            "domainPrefix": "abcdefghijklmnop",
-            "http": {
-                "method": method,
-                "path": path,
-                "protocol": "HTTP/1.1",
-                "sourceIp": source_ip,
-                "userAgent": (headers or {}).get("user-agent", "aws-sdk"),
-            },
-            "requestId": "req-0001",
-            "routeKey": "$default",
-            "stage": "$default",
-            "time": "01/Jan/2026:00:00:00 +0000",
-            "timeEpoch": 1767225600000,
-        },
-        "isBase64Encoded": base64_body,
-    }
-    if text is not None:
-        event["body"] = text
-    return event
+    """A function URL event (IAM auth, payload 2.0) for ``POST /tokens`` by default."""
+    return http_event(method, path, body, headers=headers, **kwargs)
 
 
 def http_api_event(body: Any, headers: dict[str, str] | None = None, *, stage: str = "prod", **kwargs) -> dict:
@@ -169,35 +92,6 @@ def http_api_event(body: Any, headers: dict[str, str] | None = None, *, stage: s
     event["requestContext"]["stage"] = stage
     event["requestContext"]["http"]["path"] = f"/{stage}/tokens"
     return event
-
-
-def body_of(response: dict[str, Any]) -> dict[str, Any]:
-    return json.loads(response["body"])
-
-
-@pytest.fixture
-def output(handler_module, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture):
-    """Read back what the function wrote: EMF blobs (printed to stdout) and log lines (as Powertools formats them).
-
-    The Logger's stream handler writes to the stdout of the moment the module was imported, which is not this
-    test's; the records themselves reach pytest's log capture, and the Logger's own formatter renders each one
-    exactly as the function writes it to CloudWatch Logs.
-    """
-    caplog.set_level("INFO", logger=handler_module.logger.name)
-    formatter = handler_module.logger.registered_formatter
-
-    def read() -> tuple[str, list[dict], list[dict]]:
-        printed = capsys.readouterr().out
-        lines = [formatter.format(r) for r in caplog.records if r.name == handler_module.logger.name]
-        caplog.clear()
-        blobs = [json.loads(line) for line in printed.splitlines() if line.startswith('{"_aws"')]
-        return printed + "\n".join(lines), [json.loads(line) for line in lines], blobs
-
-    return read
-
-
-def metric_blobs(blobs: list[dict], name: str) -> list[dict]:
-    return [b for b in blobs if any(m["Name"] == name for d in b["_aws"]["CloudWatchMetrics"] for m in d["Metrics"])]
 
 
 def uri_of(url: str) -> str:
@@ -234,9 +128,9 @@ def test_issues_a_bound_url_that_the_edge_accepts(issuer: Issuer, output) -> Non
     assert verify_request(uri_of(body["url"]), elsewhere, issuer.store, now).reason == "binding"
 
     out, logs, blobs = output()
-    assert metric_blobs(blobs, "TokensIssued")[0]["TokensIssued"] == [1.0]
-    assert metric_blobs(blobs, "TokensIssued")[0]["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "MediaShieldTest"
-    assert not metric_blobs(blobs, "TokenRequestsRejected")
+    assert with_metric(blobs, "TokensIssued")[0]["TokensIssued"] == [1.0]
+    assert with_metric(blobs, "TokensIssued")[0]["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "MediaShieldTest"
+    assert not with_metric(blobs, "TokenRequestsRejected")
     issued_log = next(r for r in logs if r["message"] == "token issued")
     assert issued_log["session_id"] == body["session_id"]
     assert issued_log["caller"] == "arn:aws:iam::123456789012:role/playback-api"
@@ -292,7 +186,7 @@ def test_bad_json_is_400(issuer: Issuer, output) -> None:
     body = rejected(issuer.invoke(function_url_event('{"asset_url": ')), 400, "invalid-request")
     assert "not valid JSON" in body["message"]
     _, _, blobs = output()
-    [blob] = metric_blobs(blobs, "TokenRequestsRejected")
+    [blob] = with_metric(blobs, "TokenRequestsRejected")
     assert blob["reason"] == "invalid-request" and blob["TokenRequestsRejected"] == [1.0]
 
 
@@ -361,7 +255,7 @@ def test_revoked_session_is_409(issuer: Issuer, output) -> None:
     body = rejected(issuer.invoke(function_url_event({"asset_url": "/a.m3u8", "session_id": SID})), 409, "revoked")
     assert SID in body["message"]
     _, _, blobs = output()
-    assert [b["reason"] for b in metric_blobs(blobs, "TokenRequestsRejected")] == ["revoked"]
+    assert [b["reason"] for b in with_metric(blobs, "TokenRequestsRejected")] == ["revoked"]
     # the same session id once its revocation has lapsed, and a fresh session meanwhile, are issued
     assert issuer.invoke(function_url_event({"asset_url": "/a.m3u8"}))["statusCode"] == 201
     issuer.store.put(f"r:{SID}", f"{int(time.time()) - 1}|auto")
@@ -434,4 +328,4 @@ def test_unexpected_error_is_500_and_logged(issuer: Issuer, monkeypatch: pytest.
     assert type(response["statusCode"]) is int
     _, logs, blobs = output()
     assert any(r["message"] == "unexpected error" and "boom" in r.get("exception", "") for r in logs)
-    assert [b["reason"] for b in metric_blobs(blobs, "TokenRequestsRejected")] == ["internal"]
+    assert [b["reason"] for b in with_metric(blobs, "TokenRequestsRejected")] == ["internal"]
