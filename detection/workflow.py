@@ -87,6 +87,7 @@ class RunPlan:
     query: str
     parameters: tuple[str, ...]
     destination: str
+    pages: str
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -96,6 +97,7 @@ class RunPlan:
             "query": self.query,
             "parameters": list(self.parameters),
             "destination": self.destination,
+            "pages": self.pages,
         }
 
 
@@ -141,8 +143,9 @@ def plan_run(
     execution: str,
 ) -> RunPlan:
     """The run for the window of ``window_minutes`` ending at ``now``. ``table`` is the Glue ``database.table`` of
-    the real-time logs; the per-session table is unloaded under ``results_uri`` (``s3://bucket/prefix/``), in a
-    folder of its own per execution (UNLOAD wants an empty destination)."""
+    the real-time logs. Each execution gets a folder of its own under ``results_uri`` (``s3://bucket/prefix/``;
+    UNLOAD wants an empty destination): ``features/`` for the unloaded per-session table, ``pages/`` for the
+    verdict pages."""
     minutes = _window_minutes(window_minutes)
     if not _TABLE_NAME.match(table):
         raise WorkflowInputError(f"table must be database.table of plain identifiers, not {table!r}")
@@ -154,7 +157,8 @@ def plan_run(
     start = end - minutes * 60.0
     run_id = run_id_for(end)
     compact = datetime.fromtimestamp(end, UTC).strftime("%Y%m%dT%H%M%SZ")
-    destination = f"{results_uri.rstrip('/')}/features/{compact}/{execution.replace(':', '-')}/"
+    root = f"{results_uri.rstrip('/')}/runs/{compact}/{execution.replace(':', '-')}/"
+    destination = root + "features/"
     if "'" in destination:
         raise WorkflowInputError(f"results location {results_uri!r} must not contain quotes")
     query = load_query(FEATURES)
@@ -169,6 +173,7 @@ def plan_run(
         query=statement,
         parameters=tuple(query.athena_parameters(start, float(end))),
         destination=destination,
+        pages=root + "pages/",
     )
 
 

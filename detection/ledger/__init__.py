@@ -49,6 +49,7 @@ __all__ = [
     "SqliteLedger",
     "Verdict",
     "open_ledger",
+    "open_ledger_setting",
     "plan_revoke",
 ]
 
@@ -74,6 +75,15 @@ def open_ledger(spec: str | os.PathLike[str], *, client: Any = None) -> Ledger:
     raise LedgerError(
         f"cannot open ledger {text!r}: give a .sqlite file (local twin), sqlite:<path>, or dynamodb:<table name>"
     )
+
+
+def open_ledger_setting(value: str, *, client: Any = None) -> Ledger:
+    """The ledger a Lambda's ``LEDGER_TABLE`` names: a bare table name is the DynamoDB table (what the template
+    passes); ``sqlite:``, ``dynamodb:`` and ARNs are taken as :func:`open_ledger` takes them."""
+    text = value.strip()
+    if not text.startswith((SQLITE_PREFIX, DYNAMODB_PREFIX, "arn:")):
+        text = DYNAMODB_PREFIX + text
+    return open_ledger(text, client=client)
 
 
 def __getattr__(name: str) -> object:
