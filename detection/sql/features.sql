@@ -36,13 +36,12 @@ windowed AS (
 requests AS (
   -- path = ['', '<session_id>.<jwt>', '<channel>', ..., '<file>']
   SELECT
-    session_id, ts, c_ip, asn, c_country, cs_user_agent, sc_bytes, channel, file,
+    token, ts, c_ip, asn, c_country, cs_user_agent, sc_bytes, channel, file,
     sc_status BETWEEN 200 AND 299 AND depth >= 4 AND (playlist OR segment) AS media,
     segment
   FROM (
     SELECT
-      CASE WHEN strpos(token, '.') > 0 THEN substr(token, 1, strpos(token, '.') - 1) ELSE token END AS session_id,
-      ts, c_ip, asn, c_country, cs_user_agent, sc_bytes, sc_status, channel, file, depth,
+      token, ts, c_ip, asn, c_country, cs_user_agent, sc_bytes, sc_status, channel, file, depth,
       file LIKE '%.m3u8' OR file LIKE '%.mpd' AS playlist,
       CASE WHEN file LIKE '%.ts' THEN true  -- most segments: one test
            WHEN file LIKE '%.m3u8' THEN false  -- most other requests: live playlist refreshes
@@ -60,11 +59,12 @@ requests AS (
   )
 ),
 parts AS (
-  -- The one big aggregation, over plain keys only: session x minute x address x user agent x channel (and
-  -- whether the records are served media requests). Strings in the keys cost far less than string minimum and
-  -- maximum aggregates over ten million rows.
+  -- The one big aggregation, over plain keys only: token x minute x address x user agent x channel (and whether
+  -- the records are served media requests). Strings in the keys cost far less than string minimum and maximum
+  -- aggregates over ten million rows. The key is the whole token segment, not the session id: cutting the session
+  -- id out of every record costs more than hashing the longer key, and the session id is cut once per part instead.
   SELECT
-    session_id, media, CAST(floor(ts / 60) AS BIGINT) AS minute, c_ip, cs_user_agent AS user_agent, channel,
+    token, media, CAST(floor(ts / 60) AS BIGINT) AS minute, c_ip, cs_user_agent AS user_agent, channel,
     count(*) AS records,
     count_if(segment) AS segments,
     sum(sc_bytes) AS bytes,
@@ -79,7 +79,7 @@ parts AS (
            CASE WHEN segment THEN try_cast(regexp_extract(file, '(\d+)\.[0-9A-Za-z]+$', 1) AS BIGINT) END AS seq
     FROM requests
   )
-  GROUP BY session_id, media, CAST(floor(ts / 60) AS BIGINT), c_ip, cs_user_agent, channel
+  GROUP BY token, media, CAST(floor(ts / 60) AS BIGINT), c_ip, cs_user_agent, channel
 ),
 cells AS (
   -- Session x minute x address (a few parts each).
@@ -97,8 +97,14 @@ cells AS (
     max(asn) AS asn,
     max(country) AS country,
     min(user_agent) AS ua_min,
-    max(user_agent) AS ua_max
-  FROM parts
+    max(user_agent) AS ua_max,
+    array_agg(token) FILTER (WHERE media) AS tokens  -- one or two (distinct later, on fewer rows)
+  FROM (
+    SELECT
+      parts.*,
+      CASE WHEN strpos(token, '.') > 0 THEN substr(token, 1, strpos(token, '.') - 1) ELSE token END AS session_id
+    FROM parts
+  )
   GROUP BY session_id, media, minute, c_ip
 ),
 served AS (
@@ -121,6 +127,7 @@ served AS (
     CASE WHEN media THEN country END AS country,
     CASE WHEN media THEN ua_min END AS ua_min,
     CASE WHEN media THEN ua_max END AS ua_max,
+    tokens,
     CASE WHEN media THEN split_part(lower(c_ip), '::', 1) END AS v6_head,
     CASE WHEN media AND strpos(c_ip, '::') > 0 THEN split_part(lower(c_ip), '::', 2) ELSE '' END AS v6_tail
   FROM cells
@@ -179,6 +186,7 @@ facets AS (
     max(channel_max) AS channel_hi,
     min(ua_min) AS ua_lo,
     max(ua_max) AS ua_hi,
+    array_distinct(flatten(array_agg(tokens) FILTER (WHERE tokens IS NOT NULL))) AS tokens,
     count(c_ip) AS ips,
     cardinality(array_distinct(array_agg(prefix) FILTER (WHERE prefix IS NOT NULL))) AS prefixes,
     cardinality(array_distinct(array_agg(asn) FILTER (WHERE asn IS NOT NULL))) AS asns,
@@ -248,7 +256,9 @@ sessions AS (
       AS ROW(minute BIGINT, segments BIGINT, paced_segments BIGINT, ips BIGINT, prefixes BIGINT, asns BIGINT,
              countries BIGINT, renditions_at_once DOUBLE, shared_segments BIGINT, channels_apart BOOLEAN)))
       FILTER (WHERE facet = 'minute' AND minute IS NOT NULL)) AS per_minute,
-    count(*) FILTER (WHERE facet = 'minute' AND channels_apart) AS channels_apart_minutes
+    count(*) FILTER (WHERE facet = 'minute' AND channels_apart) AS channels_apart_minutes,
+    slice(array_sort(array_distinct(flatten(
+      array_agg(tokens) FILTER (WHERE facet = 'address' AND tokens IS NOT NULL)))), 1, 16) AS tokens
   FROM facets
   GROUP BY session_id
 )
@@ -282,5 +292,8 @@ SELECT
   ip_list AS ips,
   -- (first_seen, last_seen, country, requests) of each address, for travel: only when the session moved
   CASE WHEN coalesce(cardinality(country_list), 0) > 1 THEN country_cells END AS country_cells,
-  per_minute
+  per_minute,
+  -- the distinct token segments (<session_id>.<jwt>) of the session's served media requests, the first 16 in
+  -- alphabetical order (a session normally has one or two): each token's exp bounds the session's revocation
+  tokens
 FROM sessions

@@ -13,6 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlglot import exp
 
+from detection.generate import generate_corpus
+from detection.logs import open_logs
 from detection.query import (
     BASELINE,
     FEATURES,
@@ -23,7 +25,8 @@ from detection.query import (
     prepare_relation,
     queries,
 )
-from detection.scenarios import Viewer, complete, playback, request
+from detection.scenarios import Viewer, complete, playback, request, session_token
+from detection.token_expiry import token_expiry
 
 T0 = 1_767_225_600
 WINDOW = (float(T0), float(T0 + 600))
@@ -202,3 +205,92 @@ def test_the_baseline_rule() -> None:
     loud = rows[noisy]
     assert loud["ips"] == 2 and loud["user_agents"] == 2 and loud["referers"] == 2
     assert loud["flagged"] and loud["score"] == pytest.approx(loud["rate"] / quiet["rate"] + 3, rel=0.05)
+
+
+# -- tokens: the <session_id>.<jwt> segments a session was served with (for the expiry of its revocation) -----------
+
+
+MEDIA_SUFFIXES = (".m3u8", ".mpd", ".ts", ".m4s", ".mp4", ".aac", ".m4a", ".m4v", ".cmfv", ".cmfa", ".mp3")
+
+
+def token_of(uri: str) -> str:
+    return uri.split("/")[1]
+
+
+def test_tokens_is_the_last_column_a_list_of_text() -> None:
+    con = logs_view(playback(SID, Viewer("198.51.100.7"), start=T0 + 10, duration=60))
+    table = load_query(FEATURES).run(con, WINDOW)
+    assert table.column_names[-1] == "tokens"
+    assert table.schema.field("tokens").type == pa.list_(pa.string())
+    tree = sqlglot.parse_one(load_query(FEATURES).text, read="trino")  # the Athena text has it too
+    assert tree.named_selects[-1] == "tokens"
+
+
+def test_tokens_are_the_served_media_tokens_only() -> None:
+    home, other = Viewer("198.51.100.7"), Viewer("203.0.113.9")
+
+    def tok(exp: int) -> str:
+        return session_token(SID, iat=T0 - 60, exp=exp)
+
+    served = [tok(T0 + 3600), tok(T0 + 7200)]  # a token renewed during playback
+    reqs = playback(SID, home, start=T0 + 10, duration=60, token=served[0])
+    reqs += playback(SID, other, start=T0 + 100, duration=60, token=served[1], master=False)
+    denied, not_media, shallow, failed = tok(T0 + 10**6), tok(T0 + 10**6 + 1), tok(T0 + 10**6 + 2), tok(T0 + 10**6 + 3)
+    reqs.append(request(SID, "ch01-news/720p/seg_9.ts", timestamp=T0 + 30, viewer=other, token=denied, sc_status=403))
+    reqs.append(request(SID, "ch01-news/key.bin", timestamp=T0 + 31, viewer=home, token=not_media))
+    reqs.append(request(SID, "master.m3u8", timestamp=T0 + 32, viewer=home, token=shallow))  # no channel folder
+    reqs.append(request(SID, "ch01-news/720p/seg_9.ts", timestamp=T0 + 33, viewer=home, token=failed, sc_status=502))
+    reqs.append(request(SID, "ch01-news/720p/seg_9.ts", timestamp=T0 + 700, viewer=home, token=tok(T0 + 5)))  # later
+    reqs.append({"timestamp": T0 + 2.0, "c_ip": "198.51.100.8", "cs_uri_stem": "/favicon.ico"})
+    rows = features(logs_view(reqs))
+    expected = sorted(f"{SID}.{t}" for t in served)
+    assert rows[SID]["tokens"] == expected
+    assert sorted(token_expiry(t) for t in rows[SID]["tokens"]) == [T0 + 3600, T0 + 7200]
+    assert rows[SID]["records"] == len(reqs) - 2  # the denied, failed... requests still count as records
+    assert rows["favicon"]["tokens"] is None  # no served media request: no token (like the other lists)
+
+
+def test_tokens_are_capped_at_16_the_first_in_order() -> None:
+    home = Viewer("198.51.100.7")
+    tokens = [session_token(SID, iat=T0 - 60, exp=T0 + 3600 + k) for k in range(20)]
+    reqs = [
+        request(SID, f"ch01-news/720p/seg_{k}.ts", timestamp=T0 + 10 + k, viewer=home, token=token)
+        for k, token in enumerate(tokens + tokens)  # each token twice: distinct values
+    ]
+    row = features(logs_view(reqs))[SID]
+    assert row["tokens"] == sorted(f"{SID}.{t}" for t in tokens)[:16]
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory) -> tuple[Any, Any]:
+    root = tmp_path_factory.mktemp("tokens-corpus")
+    summary = generate_corpus(root, sessions=300, minutes=3, seed=23)
+    return root, summary
+
+
+def test_tokens_of_a_generated_corpus_parse_to_the_generators_exp(generated) -> None:
+    import pandas as pd
+
+    root, summary = generated
+    labels = pd.read_csv(root / "labels.csv").set_index("session_id")
+    window = (summary.start_epoch, summary.end_epoch)
+    with open_logs(root, window=window) as logs:
+        rows = load_query(FEATURES).run(logs.con, window).to_pylist()
+        # what the column must hold, computed here from the records
+        truth: dict[str, set[str]] = {}
+        for uri, status in logs.con.execute("SELECT cs_uri_stem, sc_status FROM logs").fetchall():
+            token = token_of(uri)
+            media = uri.count("/") >= 3 and uri.endswith(MEDIA_SUFFIXES)
+            if 200 <= status < 300 and media:
+                truth.setdefault(token.split(".")[0], set()).add(token)
+    by_session = {r["session_id"]: r for r in rows}
+    assert {s for s, r in by_session.items() if r["tokens"]} == set(truth)
+    for session_id, row in by_session.items():
+        if not row["tokens"]:
+            continue
+        assert row["tokens"] == sorted(truth[session_id])[:16]
+        assert all(t.startswith(session_id + ".") for t in row["tokens"])
+        # the generator issues one token per session: its exp is the label's
+        assert {token_expiry(t) for t in row["tokens"]} == {int(labels.loc[session_id, "exp"])}
+    forged = labels.index[labels["kind"] == "forged_requests"]
+    assert len(forged) and all(len(by_session[s]["tokens"]) == 1 for s in forged)  # the 403s add nothing
