@@ -44,7 +44,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, ValidationError
 
-from detection.ledger import Ledger, LedgerError, open_ledger
+from detection.ledger import Ledger, LedgerError, open_ledger_setting
 from detection.publisher import PublishResult
 from detection.revocation import (
     InvalidRevocation,
@@ -77,12 +77,6 @@ class RevocationSettings(LambdaSettings):
     edge_store: str = Field(min_length=1, validation_alias=EDGE_STORE_ENV)
     allow_sessions: str = Field("", validation_alias=ALLOW_SESSIONS_ENV)
 
-    def ledger_spec(self) -> str:
-        """What :func:`detection.ledger.open_ledger` takes: a bare table name is a DynamoDB table."""
-        if self.ledger_table.startswith(("sqlite:", "dynamodb:", "arn:")):
-            return self.ledger_table
-        return f"dynamodb:{self.ledger_table}"
-
     def allow_list(self) -> frozenset[str]:
         """The allow-listed session ids (comma-separated in the variable)."""
         return frozenset(s.strip() for s in self.allow_sessions.split(",") if s.strip())
@@ -100,7 +94,7 @@ def runtime() -> RevocationRuntime:
     """Ledger, edge store and allow-list, built once per execution environment (``runtime.cache_clear()`` resets)."""
     settings = RevocationSettings.from_env()
     try:
-        ledger = open_ledger(settings.ledger_spec())
+        ledger = open_ledger_setting(settings.ledger_table)
         store = open_store(settings.edge_store)
     except Exception as exc:  # noqa: BLE001 - any failure here is a configuration problem
         raise ConfigurationError(f"cannot set up the revocation API: {type(exc).__name__}: {exc}") from exc

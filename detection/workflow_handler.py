@@ -27,15 +27,12 @@ Configuration (environment): ``GLUE_DATABASE``, ``GLUE_TABLE``, ``RESULTS_URI`` 
 from __future__ import annotations
 
 import json
-import os
 from functools import cache
-from typing import Any, TypeVar
+from typing import Any, ClassVar
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import Field, ValidationError
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field
 
 from detection.config import DetectionConfig
 from detection.ledger import Ledger, open_ledger_setting
@@ -53,28 +50,18 @@ from detection.workflow import (
     run_time,
     score_features,
 )
+from edge.lambda_support import ConfigurationError, LambdaSettings, powertools
 from edge.store import EdgeStore, open_store
 
-DEFAULT_SERVICE = "media-shield"
-DEFAULT_NAMESPACE = "MediaShield"
-SERVICE = os.getenv("POWERTOOLS_SERVICE_NAME") or DEFAULT_SERVICE
-NAMESPACE = os.getenv("POWERTOOLS_METRICS_NAMESPACE") or DEFAULT_NAMESPACE
-logger = Logger(service=SERVICE)
-metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
-tracer = Tracer(service=SERVICE)
+observability = powertools("media-shield")
+SERVICE = observability.service
+logger, metrics, tracer = observability.logger, observability.metrics, observability.tracer
 
 FRESH_SUFFIX = ".fresh.json"
 
 
-class ConfigurationError(Exception):
-    """The function's environment does not describe a usable step."""
-
-
-class _Settings(BaseSettings):
-    model_config = SettingsConfigDict(case_sensitive=True, extra="ignore", frozen=True)
-
-
-class PrepareSettings(_Settings):
+class PrepareSettings(LambdaSettings):
+    describes: ClassVar[str] = "detection workflow (prepare)"
     glue_database: str = Field(validation_alias="GLUE_DATABASE", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     glue_table: str = Field(validation_alias="GLUE_TABLE", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     results_uri: str = Field(validation_alias="RESULTS_URI", pattern=r"^s3://[^/\s']+/[^\s']*$")
@@ -84,12 +71,13 @@ class PrepareSettings(_Settings):
     max_polls: int = Field(120, validation_alias="MAX_POLLS", ge=1, le=10_000)
 
 
-class ScoreSettings(_Settings):
+class ScoreSettings(LambdaSettings):
+    describes: ClassVar[str] = "detection workflow (score)"
     detection_config: str = Field("", validation_alias="DETECTION_CONFIG")
     page_size: int = Field(DEFAULT_PAGE_SIZE, validation_alias="PAGE_SIZE", ge=1, le=1000)
 
     def config(self) -> DetectionConfig:
-        if not self.detection_config.strip():
+        if not self.detection_config:
             return DetectionConfig()
         try:
             return DetectionConfig.load(json.loads(self.detection_config))
@@ -97,25 +85,14 @@ class ScoreSettings(_Settings):
             raise ConfigurationError(f"DETECTION_CONFIG is not a valid detection configuration: {exc}") from exc
 
 
-class LedgerSettings(_Settings):
+class LedgerSettings(LambdaSettings):
+    describes: ClassVar[str] = "detection workflow (record)"
     ledger_table: str = Field(validation_alias="LEDGER_TABLE", min_length=1)
 
 
 class PublishSettings(LedgerSettings):
+    describes: ClassVar[str] = "detection workflow (publish)"
     edge_store: str = Field(validation_alias="EDGE_STORE", min_length=1)
-
-
-S = TypeVar("S", bound=_Settings)
-
-
-def _settings(cls: type[S]) -> S:
-    try:
-        return cls()
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in error['loc']) or 'environment'}: {error['msg']}" for error in exc.errors()
-        )
-        raise ConfigurationError(f"bad environment for this step: {problems}") from exc
 
 
 @cache
@@ -157,7 +134,7 @@ def _text(event: dict[str, Any], name: str) -> str:
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 def prepare(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    settings = _settings(PrepareSettings)
+    settings = PrepareSettings.from_env()
     execution_input = event.get("input") or {}
     if not isinstance(execution_input, dict):
         raise WorkflowInputError(f"the execution input must be a JSON object, not {execution_input!r}")
@@ -181,7 +158,7 @@ def prepare(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 def score(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    settings = _settings(ScoreSettings)
+    settings = ScoreSettings.from_env()
     plan = event.get("plan") or {}
     run_id, now = _text(plan, "run_id"), _epoch(plan, "now")
     features_uri, pages_uri = _text(plan, "destination"), _text(plan, "pages")
@@ -213,7 +190,7 @@ def score(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 def record(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    settings = _settings(LedgerSettings)
+    settings = LedgerSettings.from_env()
     run_id, now, page_uri = _text(event, "run_id"), _epoch(event, "now"), _text(event, "page")
     files = _files(page_uri)
     items = files.get_json(page_uri)
@@ -228,7 +205,7 @@ def record(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 def publish(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    settings = _settings(PublishSettings)
+    settings = PublishSettings.from_env()
     run_id, now, pages_uri = _text(event, "run_id"), _epoch(event, "now"), _text(event, "pages")
     files = _files(pages_uri)
     fresh = [
@@ -275,7 +252,7 @@ def _emit(metric: Metric) -> None:
         name=metric.name,
         unit=unit,
         value=metric.value,
-        namespace=NAMESPACE,
+        namespace=metrics.namespace,
         default_dimensions={"service": SERVICE, **metric.dimensions},
     ):
         pass

@@ -215,6 +215,8 @@ def _translated() -> dict[str, Any]:
     for resource in template["Resources"].values():
         if resource["Type"] == "AWS::Serverless::Function":
             resource["Properties"]["CodeUri"] = "s3://bucket/code.zip"  # what `sam package` puts there
+        if resource["Type"] == "AWS::Serverless::StateMachine":
+            resource["Properties"]["DefinitionUri"] = "s3://bucket/detection.asl.json"
 
     class NoManagedPolicies:
         def load(self) -> dict[str, str]:

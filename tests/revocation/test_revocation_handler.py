@@ -6,6 +6,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from pathlib import Path
+
 import pytest
 
 from detection.ledger.dynamodb import DynamoDbLedger
@@ -153,16 +155,20 @@ def test_missing_configuration_is_500_and_logged(
     assert f"{unset}: Field required" in record.detail and f"{blank}: Field required" in record.detail
 
 
-def test_bare_table_name_is_dynamodb_and_allow_list_is_comma_separated(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_bare_table_name_is_dynamodb_and_allow_list_is_comma_separated(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from detection.ledger import DynamoDbLedger, SqliteLedger, open_ledger_setting
     from detection.revocation_handler import RevocationSettings
 
     monkeypatch.setenv("LEDGER_TABLE", "ledger")
     monkeypatch.setenv("EDGE_STORE", "store.json")
     monkeypatch.setenv("ALLOW_SESSIONS", f" {sid(1)},, {sid(2)} ,")
     settings = RevocationSettings.from_env()
-    assert settings.ledger_spec() == "dynamodb:ledger"
+    assert isinstance(open_ledger_setting(settings.ledger_table, client=object()), DynamoDbLedger)
     assert settings.allow_list() == {sid(1), sid(2)}
-    monkeypatch.setenv("LEDGER_TABLE", "sqlite:/tmp/ledger.sqlite")
+    monkeypatch.setenv("LEDGER_TABLE", f"sqlite:{tmp_path / 'ledger.sqlite'}")
     monkeypatch.delenv("ALLOW_SESSIONS")
     settings = RevocationSettings.from_env()
-    assert settings.ledger_spec() == "sqlite:/tmp/ledger.sqlite" and settings.allow_list() == frozenset()
+    assert isinstance(open_ledger_setting(settings.ledger_table), SqliteLedger)
+    assert settings.allow_list() == frozenset()
