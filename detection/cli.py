@@ -1,4 +1,4 @@
-"""``python -m detection detect | generate | convert | evaluate`` (CLI contract in DESIGN.md).
+"""``python -m detection detect | generate | convert | evaluate | demo`` (CLI contract in DESIGN.md).
 
 - ``detect --logs PATH [--fields a,b,c] [--window MINUTES] [--now EPOCH] [--out FILE] [--config FILE] [--monitor]``
   writes ``{"sessions": [...], "stats": {...}}`` (``--out -`` or no ``--out``: stdout). Exit 0; exit 2 with
@@ -180,6 +180,24 @@ register("detect", _detect_arguments, _detect, "detect pirated sessions in real-
 register("generate", _generate_arguments, _generate, "write a labelled synthetic corpus")
 register("convert", _convert_arguments, _convert, "convert TSV logs to Parquet")
 register("evaluate", _evaluate_arguments, _evaluate, "evaluate detection and the baseline rule on a labelled corpus")
+
+
+# -- demo -----------------------------------------------------------------------------------------------------------
+
+
+def _demo_arguments(parser: argparse.ArgumentParser) -> None:
+    from detection.demo import add_arguments  # light at import: the heavy parts load when the demo runs
+
+    add_arguments(parser)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from detection.demo import main as run_demo
+
+    return run_demo(args)
+
+
+register("demo", _demo_arguments, _demo, "run the whole pipeline locally on generated traffic; write an HTML report")
 
 
 def build_parser() -> argparse.ArgumentParser:
