@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m edge demo
+	$(PY) -m detection demo
 
 test: test-python test-js
 
