@@ -10,6 +10,7 @@ import pytest
 
 from detection.ledger import open_ledger_setting
 from detection.revocation import revoke
+from detection.token_expiry import DEFAULT_MARGIN_SECONDS
 from edge.store import LocalEdgeStore
 from edge.store.base import EdgeStoreError
 from tests.workflow.conftest import Pipeline, entered_states, sns_messages
@@ -22,6 +23,13 @@ def labels(corpus: dict[str, Any]) -> dict[str, str]:
 
     table = pq.read_table(corpus["path"] / "labels.parquet", columns=["session_id", "label"])
     return dict(zip(table["session_id"].to_pylist(), table["label"].to_pylist(), strict=True))
+
+
+def token_exp(corpus: dict[str, Any]) -> dict[str, int]:
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(corpus["path"] / "labels.parquet", columns=["session_id", "exp"])
+    return dict(zip(table["session_id"].to_pylist(), table["exp"].to_pylist(), strict=True))
 
 
 def revocations(store_path) -> dict[str, str]:
@@ -50,9 +58,10 @@ def test_a_run_revokes_the_planted_pirates_and_nobody_else(pipeline: Pipeline, c
     assert all(truth[s] == "pirate" for s in revoked), "a legit viewer was revoked"
     ledger = open_ledger_setting(pipeline.ledger_table)
     assert {r.session_id for r in ledger.active_revocations(now=corpus["end"])} == revoked
-    # every revocation lasts until its session's token expires (plus the margin), read from the logged JWT
-    for value in revocations(pipeline.store_path).values():
-        assert int(value.split("|", 1)[0]) > corpus["end"] + 3600
+    # every revocation lasts until its session's token expires plus the margin: exp read from the logged JWT
+    expiry = token_exp(corpus)
+    for key, value in revocations(pipeline.store_path).items():
+        assert int(value.split("|", 1)[0]) == expiry[key.removeprefix("r:")] + DEFAULT_MARGIN_SECONDS
 
     report = run["output_json"]["report"]
     assert report["outcome"] == "succeeded" and report["SessionsRevoked"] == len(revoked)
