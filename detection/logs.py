@@ -11,8 +11,12 @@ Bad input is never silently dropped. Lines DuckDB cannot parse (wrong field coun
 than ``MAX_LINE_BYTES``, an unparsable number in a column the query reads) go to a rejects table and are counted per
 kind; a gzip file DuckDB cannot finish (truncated, or a broken stream) is salvaged up to the damage by
 ``LogInput.run``, which retries the query once the file has been repaired, and the lost tail is counted (DuckDB does
-not check gzip CRCs: bytes garbled inside a stream come out as bad lines, counted as such). ``LogInput.report`` returns
-the ``InputReport`` for the run's stats and raises ``InputError`` when the input is unusable as a whole.
+not check gzip CRCs: bytes garbled inside a stream come out as bad lines, counted as such). A bare carriage return
+inside a line (a CR not followed by LF) makes DuckDB's strict CSV parser give up on the whole file; such a file is
+repaired the same way, into a plain copy in which the CR is kept in its field (see ``_repair_copy``), so that its
+records are read and the line with the CR parses or is counted as the Firehose transformation would; the report
+says which files were repaired. ``LogInput.report`` returns the ``InputReport`` for the run's stats and raises
+``InputError`` when the input is unusable as a whole.
 
 Typical use::
 
@@ -29,7 +33,7 @@ import re
 import shutil
 import tempfile
 import zlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -111,6 +115,7 @@ class InputReport:
     records_read: int | None  # valid records (inside the window, when there is one)
     records_skipped: dict[str, int]  # by kind, see SKIP_KINDS
     files_damaged: dict[str, str] = field(default_factory=dict)  # path -> what was wrong (salvaged up to the damage)
+    files_repaired: dict[str, str] = field(default_factory=dict)  # path -> what was repaired (nothing lost)
     examples: list[dict[str, Any]] = field(default_factory=list)  # a few skipped lines: file, line, kind, message
 
     @property
@@ -131,6 +136,7 @@ class InputReport:
             "records_skipped": dict(self.records_skipped),
             "records_skipped_total": self.records_skipped_total,
             "files_damaged": dict(self.files_damaged),
+            "files_repaired": dict(self.files_repaired),
             "examples": list(self.examples),
         }
 
@@ -273,10 +279,10 @@ class LogInput:
         self._rejects = f"{view}__rejects"
         self._reject_scans = f"{view}__reject_scans"
         self._workdir: Path | None = None
-        self._salvaged: dict[Path, Path] = {}  # original -> repaired plain copy
-        self._salvage_lost: dict[Path, int] = {}  # original -> partial lines lost at the damage
+        self._repaired: dict[Path, _Repair] = {}  # original -> its repaired plain copy
         self._excluded: set[Path] = set()  # unreadable files left out (recorded in files_damaged)
         self.files_damaged: dict[str, str] = {}
+        self.files_repaired: dict[str, str] = {}
         self.window: tuple[float, float] | None = None
         self.files: list[LogFile] = []  # files the view reads
         self.pruned: list[LogFile] = []  # files left out by the window
@@ -373,12 +379,15 @@ class LogInput:
 
     def _view_sql(self, files: Sequence[LogFile], window: tuple[float, float] | None) -> str:
         columns = ", ".join(f.column for f in self.fields)
-        gz, plain, parquet = [], [], []
+        gz, plain, parquet, marked = [], [], [], []
         for item in files:
             if item.path in self._excluded:
                 continue
-            if item.path in self._salvaged:
-                plain.append(str(self._salvaged[item.path]))
+            repair = self._repaired.get(item.path)
+            if repair is not None and repair.marker:
+                marked.append(repair)
+            elif repair is not None:
+                plain.append(str(repair.copy))
             elif item.kind == "tsv.gz":
                 gz.append(str(item.path))
             elif item.kind == "tsv":
@@ -391,6 +400,16 @@ class LogInput:
         if plain:
             parts.append(
                 f"SELECT {columns} FROM read_csv({_sql_list(plain)}, {self._csv_options()}, compression='none')"
+            )
+        for repair in marked:  # in text fields, the copy's marker byte stands for a carriage return
+            select = ", ".join(
+                f"replace({f.column}, chr({ord(repair.marker)}), chr(13)) AS {f.column}" if f.sql_type == "VARCHAR"
+                else f.column
+                for f in self.fields
+            )
+            parts.append(
+                f"SELECT {select} FROM read_csv({_sql_list([str(repair.copy)])}, {self._csv_options()}, "
+                f"compression='none')"
             )
         if parquet:
             source = self._parquet_source(parquet)
@@ -424,9 +443,7 @@ class LogInput:
                 damaged = self._damaged_file(str(exc))
                 if damaged is None:
                     raise
-                if damaged.kind == "tsv.gz" and damaged.path not in self._salvaged:
-                    self._salvage(damaged.path, str(exc))
-                else:
+                if damaged.kind == "parquet" or damaged.path in self._repaired or not self._repair(damaged, str(exc)):
                     self._exclude(damaged.path, f"unreadable file ({str(exc).splitlines()[0]})")
                 rebuild()
 
@@ -461,18 +478,18 @@ class LogInput:
             value = self._run(lambda con: con.execute(f"SELECT max(timestamp) FROM {probe}").fetchall()[0][0], rebuild)
         finally:
             self.con.execute(f"DROP VIEW IF EXISTS {probe}")
-        if self._salvaged:
+        if self._repaired:
             self._create_view(self.view, self.files, self.window)
         return None if value is None else float(value)
 
-    # -- damaged gzip files ---------------------------------------------------------------------------------------
+    # -- damaged files ----------------------------------------------------------------------------------------------
 
     def _damaged_file(self, message: str) -> LogFile | None:
         """The file of ours an error message names (longest match), unless already repaired or left out."""
-        salvaged = {str(copy): original for original, copy in self._salvaged.items()}
+        copies = {str(repair.copy): original for original, repair in self._repaired.items()}
         hits = [f for f in self._all_files if f.path not in self._excluded and str(f.path) in message]
-        hits = [f for f in hits if f.path not in self._salvaged]
-        for copy, original in salvaged.items():  # an error inside a repaired copy: leave the file out
+        hits = [f for f in hits if f.path not in self._repaired]
+        for copy, original in copies.items():  # an error inside a repaired copy: leave the file out
             if copy in message and original not in self._excluded:
                 hits.append(next(f for f in self._all_files if f.path == original))
         return max(hits, key=lambda f: len(str(f.path))) if hits else None
@@ -481,14 +498,32 @@ class LogInput:
         self._excluded.add(path)
         self.files_damaged[str(path)] = reason
 
-    def _salvage(self, path: Path, message: str) -> None:
+    def _repair(self, item: LogFile, message: str) -> bool:
+        """Make a plain copy of a TSV file DuckDB stopped on: a gzip file up to its damage, and in any TSV file the
+        lines with a bare carriage return made readable. False when there is nothing to repair (a plain file without
+        a bare CR: the caller leaves it out)."""
         if self._workdir is None:
             self._workdir = Path(tempfile.mkdtemp(prefix="cf-logs-salvage-"))
-        target = self._workdir / f"{len(self._salvaged)}-{path.name}.tsv"
-        lost_lines, problem = _salvage_gzip(path, target)
-        self._salvaged[path] = target
-        self._salvage_lost[path] = lost_lines
-        self.files_damaged[str(path)] = problem or message.splitlines()[0]
+        target = self._workdir / f"{len(self._repaired)}-{item.path.name}.tsv"
+        numeric = frozenset(i for i, f in enumerate(self.fields) if f.sql_type != "VARCHAR")
+        repair = _repair_copy(item.path, target, gz=item.kind == "tsv.gz", fields=len(self.fields), numeric=numeric)
+        repaired = []
+        if repair.carriage_returns:
+            repaired.append(f"{repair.carriage_returns} line(s) with a bare carriage return")
+        if repair.line_ends:
+            repaired.append(f"{repair.line_ends} CRLF line end(s) among LF ones")
+        if item.kind != "tsv.gz" and not repaired:  # not what DuckDB stopped on
+            target.unlink(missing_ok=True)
+            return False
+        self._repaired[item.path] = repair
+        if repair.problem or not repaired:
+            self.files_damaged[str(item.path)] = repair.problem or message.splitlines()[0]
+        if repaired:
+            self.files_repaired[str(item.path)] = (
+                f"{' and '.join(repaired)}, which DuckDB's strict CSV reader stops on: read from a repaired copy "
+                f"that keeps each CR in its field"
+            )
+        return True
 
     # -- report ---------------------------------------------------------------------------------------------------
 
@@ -503,13 +538,18 @@ class LogInput:
                 f"SELECT s.file_path, e.line, e.error_type, e.error_message, e.csv_line "
                 f"FROM {self._rejects} e JOIN {self._reject_scans} s USING (scan_id, file_id)"
             ).fetchall()
-            back = {str(copy): str(original) for original, copy in self._salvaged.items()}
+            back = {str(repair.copy): str(original) for original, repair in self._repaired.items()}
+            markers = {str(repair.copy): repair.marker for repair in self._repaired.values() if repair.marker}
             lines: dict[tuple[str, int], tuple[str, str, str]] = {}
             for file_path, line, error_type, message, csv_line in rows:
                 # A line can raise several errors, and several scans can reject the same line: count it once,
                 # under its first problem.
                 kind = _REJECT_KIND.get(error_type, "malformed")
-                if csv_line and _BINARY_RE.search(csv_line):
+                text = csv_line
+                if csv_line and file_path in markers:  # a repaired line's CR is not binary garbage
+                    text = csv_line.replace(markers[file_path].decode("ascii"), "")
+                    csv_line = csv_line.replace(markers[file_path].decode("ascii"), "\r")  # as it is in the file
+                if text and _BINARY_RE.search(text):
                     kind = "binary"
                 key = (back.get(file_path, file_path), int(line))
                 previous = lines.get(key)
@@ -522,7 +562,7 @@ class LogInput:
                     examples.append(
                         {"file": file_path, "line": line, "kind": kind, "message": message[:200], "text": preview}
                     )
-        counts["truncated"] += sum(self._salvage_lost.values())
+        counts["truncated"] += sum(repair.lost_lines for repair in self._repaired.values())
         return {k: v for k, v in counts.items() if v}, examples
 
     def report(self, records_read: int | None = None, *, require_records: bool = True) -> InputReport:
@@ -550,6 +590,7 @@ class LogInput:
             records_read=records_read,
             records_skipped=skipped,
             files_damaged=dict(self.files_damaged),
+            files_repaired=dict(self.files_repaired),
             examples=examples,
         )
         if require_records and records_read == 0:
@@ -594,16 +635,34 @@ class LogInput:
         self.close()
 
 
-def _salvage_gzip(source: Path, target: Path) -> tuple[int, str | None]:
-    """Decompress ``source`` into the plain file ``target`` up to the first damage, keeping complete lines only.
+#: Bytes that stand for a carriage return in the text fields of a repaired copy: control characters CloudFront never
+#: writes (it URL-encodes what it logs); the first one the file does not contain is used.
+_CR_MARKERS = (b"\x1a", b"\x1c", b"\x1d", b"\x1e", b"\x1f", b"\x0e", b"\x0f", b"\x10", b"\x11", b"\x12")
+#: What DuckDB's casts trim around a number (the carriage return among them).
+_NUMBER_SPACE = b" \t\n\v\f\r"
 
-    Returns (records lost at the damage that can be counted: the partial last line, 0 or 1; what was wrong).
-    """
-    problem: str | None = None
-    tail = b""
-    in_member = False
-    decomp = zlib.decompressobj(wbits=31)
-    with source.open("rb") as raw, target.open("wb") as out:
+
+@dataclass(frozen=True)
+class _Repair:
+    """A readable plain copy of a TSV file DuckDB stopped on."""
+
+    copy: Path
+    lost_lines: int = 0  # records lost at a gzip file's damage that can be counted: the partial last line (0 or 1)
+    problem: str | None = None  # what was wrong with the gzip stream, if anything
+    carriage_returns: int = 0  # lines with a bare carriage return
+    line_ends: int = 0  # CRLF line ends in a file of LF line ends (DuckDB reads one or the other)
+    marker: bytes | None = None  # the byte standing for a carriage return in the copy's text fields
+
+
+def _chunks(source: Path, gz: bool, state: dict[str, Any]) -> Iterator[bytes]:
+    """The bytes of ``source``, decompressed when ``gz`` up to the first damage (``state['problem']`` says what)."""
+    with source.open("rb") as raw:
+        if not gz:
+            while data := raw.read(1 << 20):
+                yield data
+            return
+        in_member = False
+        decomp = zlib.decompressobj(wbits=31)
         pending = b""
         while True:
             data = pending or raw.read(1 << 20)
@@ -614,23 +673,87 @@ def _salvage_gzip(source: Path, target: Path) -> tuple[int, str | None]:
             try:
                 chunk = decomp.decompress(data)
             except zlib.error as exc:
-                problem = f"corrupt gzip stream ({exc})"
-                break
+                state["problem"] = f"corrupt gzip stream ({exc})"
+                return
             if chunk:
-                chunk = tail + chunk
-                cut = chunk.rfind(b"\n") + 1
-                out.write(chunk[:cut])
-                tail = chunk[cut:]
+                yield chunk
             if decomp.eof:  # end of a gzip member; another may follow
                 pending = decomp.unused_data
                 decomp = zlib.decompressobj(wbits=31)
                 in_member = False
-        if problem is None and in_member:
-            problem = "truncated gzip file (unexpected end of stream)"
-        if problem is None and tail:
-            out.write(tail + b"\n")  # a complete last line without its newline
-            tail = b""
-    return (1 if tail.strip() else 0), problem
+        if in_member:
+            state["problem"] = "truncated gzip file (unexpected end of stream)"
+
+
+def _carriage_returns(
+    block: bytes, marker: bytes, fields: int, numeric: frozenset[int], counts: dict[str, int]
+) -> bytes:
+    """``block`` (whole lines) with CRLF line ends made LF and every other carriage return made readable: around a
+    number it is dropped (DuckDB's cast trims it anyway), anywhere else it becomes ``marker``, which the view turns
+    back into a CR in text fields (and which makes a number fail its cast, as the CR would)."""
+    lines = block.split(b"\n")
+    for i, line in enumerate(lines):
+        if b"\r" not in line:
+            continue
+        if line.endswith(b"\r"):
+            line = line[:-1]
+            counts["line_ends"] += 1
+        if b"\r" in line:
+            counts["carriage_returns"] += 1
+            values = line.split(b"\t")
+            if len(values) == fields:
+                for k, value in enumerate(values):
+                    if k in numeric and b"\r" in value:
+                        stripped = value.strip(_NUMBER_SPACE)
+                        if b"\r" not in stripped and stripped not in (b"", b"-"):
+                            values[k] = stripped
+                line = b"\t".join(values)
+            if b"\r" in line:
+                counts["marked"] += 1
+                line = line.replace(b"\r", marker)
+        lines[i] = line
+    return b"\n".join(lines)
+
+
+def _repair_copy(source: Path, target: Path, *, gz: bool, fields: int, numeric: frozenset[int]) -> _Repair:
+    """Write a plain copy of the TSV file ``source`` that DuckDB's strict reader can read: a gzip file decompressed up
+    to its first damage (complete lines only), carriage returns other than CRLF line ends made readable (see
+    ``_carriage_returns``). ``fields``: the field count; ``numeric``: positions of the non-text fields."""
+    marker = _CR_MARKERS[0]
+    while True:
+        state: dict[str, Any] = {}
+        counts = {"line_ends": 0, "carriage_returns": 0, "marked": 0}
+        present: set[bytes] = set()
+        tail = b""
+        with target.open("wb") as out:
+            for chunk in _chunks(source, gz, state):
+                chunk = tail + chunk
+                cut = chunk.rfind(b"\n") + 1
+                block, tail = chunk[:cut], chunk[cut:]
+                present.update(m for m in _CR_MARKERS if m in block)
+                if b"\r" in block:
+                    block = _carriage_returns(block, marker, fields, numeric, counts)
+                out.write(block)
+            if "problem" not in state and tail:  # a complete last line without its line break
+                present.update(m for m in _CR_MARKERS if m in tail)
+                out.write(_carriage_returns(tail + b"\n", marker, fields, numeric, counts))
+                tail = b""
+        if not counts["marked"] or marker not in present:
+            break
+        unused = [m for m in _CR_MARKERS if m not in present]
+        if not unused:  # every marker is in the file (binary garbage): a carriage return makes its line invalid
+            unused = [b"\xff"]
+        if marker == unused[0]:
+            break
+        marker = unused[0]
+    return _Repair(
+        copy=target,
+        lost_lines=1 if tail.strip() else 0,
+        problem=state.get("problem"),
+        carriage_returns=counts["carriage_returns"],
+        line_ends=counts["line_ends"],
+        marker=marker if counts["marked"] and marker != b"\xff" else None,
+    )
 
 
 def open_logs(

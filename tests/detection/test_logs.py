@@ -197,23 +197,87 @@ def test_two_inputs_on_one_connection(tmp_path: Path) -> None:
         assert a.report(na).records_skipped == {} and b.report(nb).records_skipped == {"field_count": 1}
 
 
+@pytest.mark.parametrize("gz", [False, True], ids=["plain", "gzip"])
 @pytest.mark.parametrize(
     "junk",
     [b"abc\rdef\n", bytes(range(256)) + b"\n"],
     ids=["bare-carriage-return", "every-byte"],
 )
-@pytest.mark.xfail(strict=True, reason="known bug (issue #3 stays open): DuckDB's strict CSV state machine aborts on "
-                   "a bare CR and the file's records vanish with nothing reported")
-def test_carriage_returns_never_hide_a_file(tmp_path: Path, junk: bytes) -> None:
+def test_carriage_returns_never_hide_a_file(tmp_path: Path, junk: bytes, gz: bool) -> None:
     """A CR in one line once made DuckDB's strict parser drop the whole file with nothing reported."""
     lines = good_lines()
-    path = tmp_path / "mixed.tsv"
-    path.write_bytes(text(lines) + junk + text(lines))
+    data = text(lines) + junk + text(lines)
+    path = tmp_path / ("mixed.gz" if gz else "mixed.tsv")
+    path.write_bytes(gzip.compress(data) if gz else data)
     with open_logs(path, fields=DETECTION_FIELDS) as logs:
         count = logs.count_records()
         report = logs.report(count, require_records=False)
     assert count == 2 * len(lines)
     assert sum(report.records_skipped.values()) >= 1, "the bad line must be counted, not vanish"
+    assert list(report.files_repaired) == [str(path)] and "carriage return" in report.files_repaired[str(path)]
+    assert not report.files_damaged  # nothing was lost
+
+
+def test_a_carriage_return_in_a_record_is_read_as_the_firehose_transformation_reads_it(tmp_path: Path) -> None:
+    from detection import firehose_transform
+
+    lines = good_lines(60)
+    columns = [f.column for f in DETECTION_FIELDS]
+    cols = lines[7].split("\t")
+
+    def record(**values: str) -> str:
+        return "\t".join(values.get(c, v) for c, v in zip(columns, cols))
+
+    odd = [
+        record(cs_user_agent="Mozilla%20X\rY"),  # in text: kept
+        record(cs_user_agent="-\r"),  # not the NULL marker
+        record(sc_bytes="1234\r"),  # around a number: the cast trims it
+        record(sc_bytes="12\r34"),  # inside a number: bad value
+        record(sc_bytes="-\r"),  # not the NULL marker, not a number: bad value
+        "\t".join(cols[:5]) + "\rx",  # too few fields
+        record(cs_referer="https://a.example/\x1a\r"),  # the first marker byte is taken: another one is used
+    ]
+    data = (
+        text(lines[:20]) + text(odd) + text(["\t".join(cols[:7])])  # a wrong field count without a CR, too
+        + text(lines[20:30]).replace(b"\n", b"\r\n") + text(lines[30:])  # and CRLF line ends among LF ones
+    )
+    path = tmp_path / "2026/01/01/00/cr.gz"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(gzip.compress(data))
+    with open_logs(path, fields=DETECTION_FIELDS) as logs:
+        rows = logs.execute("SELECT * FROM logs").to_pylist()
+        report = logs.report(len(rows))
+    expected, kinds = [], {}
+    for line in data.split(b"\n"):  # the AWS path: the Firehose transformation's parser, line by line
+        try:
+            row = firehose_transform.parse_line(line, DETECTION_FIELDS)
+        except firehose_transform.LineError as exc:
+            kinds[exc.kind] = kinds.get(exc.kind, 0) + 1
+            continue
+        if row is not None:
+            expected.append({c: row.get(c) for c in columns})
+    assert len(rows) == len(lines) + 4
+    assert sorted(rows, key=repr) == sorted(expected, key=repr)
+    assert report.records_skipped == kinds == {"bad_value": 2, "field_count": 2}
+    assert "7 line(s) with a bare carriage return and 10 CRLF line end(s)" in report.files_repaired[str(path)]
+    assert not report.files_damaged
+    by_agent = {r["cs_user_agent"]: r for r in rows}
+    assert "Mozilla%20X\rY" in by_agent and "-\r" in by_agent and {r["sc_bytes"] for r in rows} >= {1234}
+    assert "https://a.example/\x1a\r" in {r["cs_referer"] for r in rows}
+    assert any(e["text"].startswith("\\t".join(cols[:4])) and "\\r" in e["text"] for e in report.examples)
+
+
+def test_a_truncated_gzip_file_with_a_carriage_return_is_salvaged_and_repaired(tmp_path: Path) -> None:
+    lines = good_lines(60)
+    blob = gzip.compress(text(lines[:10]) + b"x\ry\n" + text(lines[10:]))
+    write_folder(tmp_path, {"2026/01/01/00/a.gz": blob[: len(blob) * 2 // 3]})
+    with open_logs(tmp_path) as logs:
+        n = logs.count_records()
+        report = logs.report(n)
+    assert 10 < n < len(lines)
+    assert report.records_skipped == {"field_count": 1, "truncated": 1}
+    path = str(tmp_path / "2026/01/01/00/a.gz")
+    assert "truncated" in report.files_damaged[path] and "carriage return" in report.files_repaired[path]
 
 
 def test_crlf_line_endings_keep_every_record(tmp_path: Path) -> None:
