@@ -102,6 +102,18 @@ class AddressesAtOnce(_Section):
     min_minutes: int = Field(2, ge=1, description="Minutes of the window with that many prefixes.")
 
 
+class DevicesAtOnce(_Section):
+    """Several devices on several networks at once: addresses in different networks in the same minute, and the
+    session played by several different user agents (a quiet leak: three or four players in two or three networks,
+    each at its own position of a VOD title). One viewer's phone on Wi-Fi and LTE, dual stack or a relay stays at
+    one or two user agents (an app and its player library)."""
+
+    min_prefixes: int = Field(3, ge=2, description="Distinct /24 or /48 prefixes in one minute...")
+    min_asns: int = Field(2, ge=2, description="...in at least this many networks (ASNs).")
+    min_minutes: int = Field(2, ge=1, description="Minutes of the window like that.")
+    min_user_agents: int = Field(3, ge=2, description="User agents the session was played with.")
+
+
 class SharedSegments(_Section):
     """The same segments fetched from more than one address in the same minute: several players of one live
     channel. One player whose address changes (handover, dual stack, relay) fetches each segment once."""
@@ -129,7 +141,8 @@ class PlaybackRate(_Section):
     their busiest interior minute (pauses, stalls and partial minutes only ever lower a minute; a low quantile keeps
     the channel's fast sessions - pirates cluster on popular content - from raising it). With fewer than
     ``crowd_min_sessions`` others the speed must reach ``min_speed * small_crowd_factor``; with none, one segment
-    per ``fallback_segment_seconds`` is assumed."""
+    per ``fallback_segment_seconds`` is assumed. A crowd pace is never taken below one segment per
+    ``max_segment_seconds``: a paused crowd is not real time."""
 
     min_speed: float = Field(2.0, gt=1, description="Session pace over the channel's real-time pace.")
     min_minutes: int = Field(2, ge=1, description="Interior minutes needed to judge the pace.")
@@ -142,6 +155,13 @@ class PlaybackRate(_Section):
         gt=0,
         description="Segment duration assumed for a channel nobody else plays: the shortest in common use, so the "
         "speed is never overestimated.",
+    )
+    max_segment_seconds: float = Field(
+        10.0,
+        gt=0,
+        description="Longest segment duration in common use (HLS target durations are 2-10 s): real-time playback "
+        "fetches at least 60 / this many segments a minute, so a crowd pace below that is a paused or stalled crowd "
+        "and is raised to it (one paused viewer must not make everyone else look fast).",
     )
 
 
@@ -208,6 +228,7 @@ class DetectionConfig(BaseModel):
     countries_at_once: CountriesAtOnce = CountriesAtOnce()
     networks_at_once: NetworksAtOnce = NetworksAtOnce()
     addresses_at_once: AddressesAtOnce = AddressesAtOnce()
+    devices_at_once: DevicesAtOnce = DevicesAtOnce()
     shared_segments: SharedSegments = SharedSegments()
     renditions_at_once: RenditionsAtOnce = RenditionsAtOnce()
     playback_rate: PlaybackRate = PlaybackRate()

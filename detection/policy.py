@@ -41,6 +41,7 @@ REASONS: tuple[str, ...] = (
     "countries_at_once",
     "networks_at_once",
     "addresses_at_once",
+    "devices_at_once",
     "shared_segments",
     "renditions_at_once",
     "playback_rate",
@@ -268,7 +269,7 @@ def score_sessions(features: pa.Table, config: DetectionConfig | None = None) ->
     rows = features.num_rows
     num = {name: _numbers(features, name) for name in (
         "requests", "segments", "distinct_channels", "distinct_prefixes", "distinct_asns", "distinct_countries",
-        "max_prefixes_per_minute", "channels_apart_minutes",
+        "max_prefixes_per_minute", "channels_apart_minutes", "distinct_user_agents",
     )}  # fmt: skip
     scored = num["requests"] >= config.min_requests
     parents, minutes = _minutes(features)
@@ -305,6 +306,11 @@ def score_sessions(features: pa.Table, config: DetectionConfig | None = None) ->
     minutes_a = _count(parents, m_prefixes >= c.min_prefixes, rows)
     rule("addresses_at_once", minutes_a >= c.min_minutes, c.weight, minutes=minutes_a)
 
+    c = config.devices_at_once
+    minutes_d = _count(parents, (m_prefixes >= c.min_prefixes) & (m_asns >= c.min_asns), rows)
+    rule("devices_at_once", (minutes_d >= c.min_minutes) & (num["distinct_user_agents"] >= c.min_user_agents),
+         c.weight, minutes=minutes_d)
+
     c = config.shared_segments
     shared_minute = (m_shared >= c.min_segments) & (m_shared >= c.min_share * np.maximum(m_segments, 1))
     minutes_s = _count(parents, shared_minute, rows)
@@ -323,7 +329,9 @@ def score_sessions(features: pa.Table, config: DetectionConfig | None = None) ->
     pace, peak, interior = _paces(parents, _field(minutes, "minute"), _field(minutes, "paced_segments", np.nan), rows)
     usable = (num["distinct_channels"] == 1) & (interior >= c.crowd_min_minutes) & pd.notna(channel_names)
     channel_pace, crowd = _channel_paces(channel_names, peak, usable, c.crowd_quantile)
-    realtime_pace = np.where(np.isnan(channel_pace), 60.0 / c.fallback_segment_seconds, channel_pace)
+    realtime_pace = np.where(
+        np.isnan(channel_pace), 60.0 / c.fallback_segment_seconds, np.maximum(channel_pace, 60.0 / c.max_segment_seconds)
+    )
     with np.errstate(divide="ignore", invalid="ignore"):
         speed = np.where(realtime_pace > 0, np.nan_to_num(pace) / realtime_pace, 0.0)
     needed = np.where(crowd >= c.crowd_min_sessions, c.min_speed, c.min_speed * c.small_crowd_factor)
@@ -487,6 +495,13 @@ def _reason(
         th = {"min_prefixes": section.min_prefixes, "min_minutes": section.min_minutes}
         detail = (f"{vals['max_prefixes_per_minute']} address prefixes at once; {vals['minutes']} minutes with "
                   f"{section.min_prefixes}+")
+    elif code == "devices_at_once":
+        vals = {"minutes": shown["minutes"], "max_prefixes_per_minute": worst("prefixes"),
+                "max_asns_per_minute": worst("asns"), "distinct_user_agents": f.get("distinct_user_agents")}
+        th = {"min_prefixes": section.min_prefixes, "min_asns": section.min_asns, "min_minutes": section.min_minutes,
+              "min_user_agents": section.min_user_agents}  # fmt: skip
+        detail = (f"{vals['distinct_user_agents']} different players (user agents) on {section.min_prefixes}+ "
+                  f"addresses in {section.min_asns}+ networks at once, {vals['minutes']} minutes")
     elif code == "shared_segments":
         vals = {"minutes": shown["minutes"], "shared_segments": f.get("shared_segments"), "segments": f.get("segments")}
         th = {"min_share": section.min_share, "min_segments": section.min_segments, "min_minutes": section.min_minutes}

@@ -112,6 +112,12 @@ def pirates() -> tuple[list[dict], dict[str, str]]:
     reqs += playback(s, at("100.92.1.7"), start=T0 + 20, duration=560, channel="ch01-news")
     reqs += playback(s, at("100.92.2.7"), start=T0 + 22, duration=560, channel="ch02-sports", segment_seconds=2.0)
     expect[s] = "channels_at_once"
+    s = sid("quiet leak")  # three players on two providers, one country, each at its own place of a VOD title
+    players = (("100.71.1.5", 3320, PHONE, 0), ("100.72.9.8", 3320, DESKTOP, 40), ("100.81.3.2", 3209, CAST, 90))
+    for ip, asn, ua, first in players:
+        reqs += playback(s, at(ip, asn=asn, ua=ua), start=T0 + 20, duration=560, channel="vod-1001",
+                         segment_seconds=6.0, live=False, first_segment=first)  # fmt: skip
+    expect[s] = "devices_at_once"
     return reqs, expect
 
 
@@ -163,6 +169,21 @@ def lookalikes() -> tuple[list[dict], dict[str, str]]:
     reqs += playback(s, at("100.97.2.7"), start=T0 + 20, duration=570, channel="ch03-demuxed",
                      renditions=["720p", "audio"])  # fmt: skip
     like[s] = "renditions_at_once"
+
+    s = sid("phone wifi and lte")  # one phone (app + player library) on dual-stack Wi-Fi and LTE at the same time
+    paths = [at("100.96.4.7", ua=PHONE), at("2001:db8:3320:44::7", ua="AppleCoreMedia/1.0.0.21E236"),
+             at("100.97.4.9", asn=3209, ua=PHONE)]
+    reqs += spread(playback(s, paths[0], start=T0 + 30, duration=560), paths, block=1)
+    like[s] = "devices_at_once"
+
+    s = sid("paused crowd")  # an ordinary VOD viewer; the one other viewer of the title paused most of the time
+    reqs += playback(s, at("100.99.5.7"), start=T0 + 20, duration=570, channel="vod-2002", segment_seconds=6.0,
+                     live=False)  # fmt: skip
+    other = at("100.99.6.8", asn=3209)
+    for k in range(9):  # one segment, then a minute of pause, nine times
+        reqs += playback(sid("pausing viewer"), other, start=T0 + 10 + 64 * k, duration=6, channel="vod-2002",
+                         segment_seconds=6.0, live=False, master=k == 0, first_segment=k)  # fmt: skip
+    like[s] = "playback_rate"
 
     s = sid("pause and resume")  # VOD: plays, pauses three minutes, resumes with a burst to refill the buffer
     home = at("100.98.1.7")
@@ -236,6 +257,7 @@ PIRATE_CASES = [
     ("resale travel", "impossible_travel"),
     ("resale proxy", "rotating_addresses"),
     ("multi channel", "channels_at_once"),
+    ("quiet leak", "devices_at_once"),
 ]
 LOOKALIKE_CASES = [
     ("privacy relay", "countries_at_once"),
@@ -246,6 +268,8 @@ LOOKALIKE_CASES = [
     ("abr switcher", "renditions_at_once"),
     ("audio and video", "renditions_at_once"),
     ("pause and resume", "playback_rate"),
+    ("phone wifi and lte", "devices_at_once"),
+    ("paused crowd", "playback_rate"),
     ("multi view", "channels_at_once"),
     ("zapping", "channels_at_once"),
     ("border crossing", "impossible_travel"),
