@@ -29,12 +29,14 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import duckdb
 import pyarrow as pa
 import sqlglot
 from sqlglot import exp
+
+if TYPE_CHECKING:  # the Lambda functions build Athena text only: no DuckDB there
+    import duckdb
 
 __all__ = [
     "BASELINE",

@@ -217,6 +217,8 @@ def _translated() -> dict[str, Any]:
             resource["Properties"]["CodeUri"] = "s3://bucket/code.zip"  # what `sam package` puts there
         if resource["Type"] == "AWS::Serverless::StateMachine":
             resource["Properties"]["DefinitionUri"] = "s3://bucket/detection.asl.json"
+        if resource["Type"] == "AWS::Serverless::LayerVersion":
+            resource["Properties"]["ContentUri"] = "s3://bucket/layer.zip"
 
     class NoManagedPolicies:
         def load(self) -> dict[str, str]:
@@ -412,8 +414,8 @@ def test_samconfig_is_valid_toml_with_deploy_defaults() -> None:
 
 @pytest.mark.slow
 def test_sam_validate_lint() -> None:
-    """scripts/sam_validate.sh: SAM CLI in its own virtualenv (.venv-sam, created on first run), offline."""
-    result = subprocess.run(["bash", str(ROOT / "scripts" / "sam_validate.sh")], cwd=ROOT, capture_output=True,
-                            text=True, timeout=1200)
+    """scripts/sam.sh validate: SAM CLI in its own virtualenv (.venv-sam, created on first run), offline."""
+    result = subprocess.run(["bash", str(ROOT / "scripts" / "sam.sh"), "validate", "--lint"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=1200)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "is a valid SAM Template" in result.stdout + result.stderr
