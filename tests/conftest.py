@@ -212,14 +212,14 @@ def with_metric(emf: Iterable[Mapping[str, Any]], name: str) -> list[Mapping[str
 
 
 @contextmanager
-def mocked_aws() -> Iterator[None]:
-    """moto's ``mock_aws`` with fake credentials and REGION in the environment (and no profile), for the block."""
+def mocked_aws(region: str = REGION) -> Iterator[None]:
+    """moto's ``mock_aws`` with fake credentials and ``region`` in the environment (and no profile), for the block."""
     from moto import mock_aws
 
     with pytest.MonkeyPatch.context() as mp:
         for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SECURITY_TOKEN", "AWS_SESSION_TOKEN"):
             mp.setenv(name, "testing")
-        mp.setenv("AWS_DEFAULT_REGION", REGION)
+        mp.setenv("AWS_DEFAULT_REGION", region)
         mp.delenv("AWS_PROFILE", raising=False)
         with mock_aws():
             yield

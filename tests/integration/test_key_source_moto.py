@@ -7,7 +7,6 @@ from pathlib import Path
 
 import boto3
 import pytest
-from moto import mock_aws
 
 from edge.key_source import (
     FileKeySource,
@@ -19,6 +18,7 @@ from edge.key_source import (
     key_source_from_env,
 )
 from edge.keys import generate_key
+from tests.conftest import mocked_aws
 
 REGION = "eu-west-1"
 OTHER_REGION = "ap-southeast-2"
@@ -36,13 +36,8 @@ class FakeClock:
 @pytest.fixture(scope="module")
 def aws():
     """One moto session for the module (starting it and making clients is the slow part); state is reset per test."""
-    with pytest.MonkeyPatch.context() as mp:
-        for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SECURITY_TOKEN", "AWS_SESSION_TOKEN"):
-            mp.setenv(name, "testing")
-        mp.setenv("AWS_DEFAULT_REGION", REGION)
-        mp.delenv("AWS_PROFILE", raising=False)
-        with mock_aws():
-            yield {region: boto3.client("secretsmanager", region_name=region) for region in (REGION, OTHER_REGION)}
+    with mocked_aws(REGION):
+        yield {region: boto3.client("secretsmanager", region_name=region) for region in (REGION, OTHER_REGION)}
 
 
 @pytest.fixture

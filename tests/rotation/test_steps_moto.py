@@ -9,15 +9,12 @@ reads AWSCURRENT.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 from botocore.exceptions import ClientError
-from moto import mock_aws
 
 from edge.binding import Viewer
 from edge.key_source import SecretsManagerKeySource
@@ -30,23 +27,11 @@ from rotation.keyring import RotationPolicy, parse_secret_value
 from rotation.secrets import AWSCURRENT, AWSPENDING, SecretsManagerSecret
 from rotation.steps import STEPS, KeyRotation, NoPendingVersion, RotationAbandoned, SelfTestFailed
 
-REGION = "us-east-1"
 HOUR = 3600
 LIFETIME = HOUR
 POLICY = RotationPolicy(max_token_lifetime=LIFETIME, margin=300, issuer_cache=60)
 T0 = 1_767_225_600
 ASSET = "/live/ch1/master.m3u8"
-
-
-@pytest.fixture(scope="module")
-def sm_client() -> Iterator[Any]:
-    with pytest.MonkeyPatch.context() as mp:
-        for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SECURITY_TOKEN", "AWS_SESSION_TOKEN"):
-            mp.setenv(name, "testing")
-        mp.setenv("AWS_DEFAULT_REGION", REGION)
-        mp.delenv("AWS_PROFILE", raising=False)
-        with mock_aws():
-            yield boto3.client("secretsmanager", region_name=REGION)
 
 
 class FlakyClient:
@@ -159,11 +144,11 @@ def _kid_of(token: IssuedToken) -> str:
 
 
 @pytest.fixture
-def world(sm_client: Any, tmp_path: Path, edge_runner: EdgeFunctionRunner) -> World:
+def world(secretsmanager: Any, tmp_path: Path, edge_runner: EdgeFunctionRunner) -> World:
     name = f"media-shield/signing-key-{uuid.uuid4().hex[:12]}"
     # What CloudFormation's GenerateSecretString leaves: a random string that is not a key.
-    arn = sm_client.create_secret(Name=name, SecretString="kR3vQ8pLx2Zt7Wm9Nc4Hs6Jd1Fy5Gb0A")["ARN"]
-    client = FlakyClient(sm_client)
+    arn = secretsmanager.create_secret(Name=name, SecretString="kR3vQ8pLx2Zt7Wm9Nc4Hs6Jd1Fy5Gb0A")["ARN"]
+    client = FlakyClient(secretsmanager)
     secret = SecretsManagerSecret(arn, client=client)
     store = FlakyStore(tmp_path / "edge-store.json")
     return World(client, arn, secret, store, KeyRotation(secret, store, POLICY), edge_runner)
