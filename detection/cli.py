@@ -120,19 +120,22 @@ def _generate_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _generate(args: argparse.Namespace) -> int:
     from detection.generate import DEFAULT_START_EPOCH, generate_corpus
+    from detection.progress import progress_bar
 
     if args.sessions < 1 or args.minutes <= 0 or not math.isfinite(args.minutes):
         raise UsageError("--sessions must be at least 1 and --minutes positive")
     if args.pirate_share is not None and not 0 <= args.pirate_share <= 1:
         raise UsageError("--pirate-share must be between 0 and 1")
-    summary = generate_corpus(
-        args.out,
-        args.sessions,
-        args.minutes,
-        args.seed,
-        start_epoch=args.start if args.start is not None else DEFAULT_START_EPOCH,
-        pirate_share=args.pirate_share,
-    )
+    with progress_bar("generating", "records", scale=True) as progress:
+        summary = generate_corpus(
+            args.out,
+            args.sessions,
+            args.minutes,
+            args.seed,
+            start_epoch=args.start if args.start is not None else DEFAULT_START_EPOCH,
+            pirate_share=args.pirate_share,
+            progress=progress,
+        )
     print(json.dumps(summary.to_dict(), indent=2))
     return EXIT_OK
 
@@ -148,8 +151,10 @@ def _convert_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _convert(args: argparse.Namespace) -> int:
     from detection.convert import convert_to_parquet
+    from detection.progress import progress_bar
 
-    report = convert_to_parquet(args.logs, args.out, fields=args.fields)
+    with progress_bar("converting", "files") as progress:
+        report = convert_to_parquet(args.logs, args.out, fields=args.fields, progress=progress)
     print(json.dumps(report.to_dict(), indent=2))
     return EXIT_OK
 
