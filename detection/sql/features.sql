@@ -82,7 +82,10 @@ parts AS (
   GROUP BY token, media, CAST(floor(ts / 60) AS BIGINT), c_ip, cs_user_agent, channel
 ),
 cells AS (
-  -- Session x minute x address (a few parts each).
+  -- Session x minute x address (a few parts each). User agents and tokens are long and only needed per address
+  -- (`facets`): a window over the parts (which are few) puts the user agents of each (token, served or not,
+  -- address) and the token itself on one of its parts only, so the cells and facets below carry them on about one
+  -- row per address instead of on every row. Their ua_min, ua_max and tokens are therefore not the cell's own.
   SELECT
     session_id, media, minute, c_ip,
     sum(records) AS records,
@@ -96,13 +99,18 @@ cells AS (
     max(CASE WHEN segments > 0 THEN channel END) AS channel_max,
     max(asn) AS asn,
     max(country) AS country,
-    min(user_agent) AS ua_min,
-    max(user_agent) AS ua_max,
-    array_agg(token) FILTER (WHERE media) AS tokens  -- one or two (distinct later, on fewer rows)
+    min(ua_lo) AS ua_min,
+    max(ua_hi) AS ua_max,
+    array_agg(new_token) FILTER (WHERE new_token IS NOT NULL) AS tokens  -- each token once per address
   FROM (
     SELECT
       parts.*,
-      CASE WHEN strpos(token, '.') > 0 THEN substr(token, 1, strpos(token, '.') - 1) ELSE token END AS session_id
+      CASE WHEN strpos(token, '.') > 0 THEN substr(token, 1, strpos(token, '.') - 1) ELSE token END AS session_id,
+      CASE WHEN media AND row_number() OVER (PARTITION BY token, media, c_ip) = 1 THEN token END AS new_token,
+      CASE WHEN row_number() OVER (PARTITION BY token, media, c_ip) = 1
+           THEN min(user_agent) OVER (PARTITION BY token, media, c_ip) END AS ua_lo,
+      CASE WHEN row_number() OVER (PARTITION BY token, media, c_ip) = 1
+           THEN max(user_agent) OVER (PARTITION BY token, media, c_ip) END AS ua_hi
     FROM parts
   )
   GROUP BY session_id, media, minute, c_ip
@@ -169,28 +177,32 @@ addressed AS (
 facets AS (
   -- Two groupings of the cells in one aggregation: by minute (what happened at once) and by address (what the
   -- session used over the window). An address's prefix, network and country are its own, so the session's distinct
-  -- addresses, prefixes, networks and countries are counted over address rows, without lists of lists.
+  -- addresses, prefixes, networks and countries are counted over address rows, without lists of lists. Each cell
+  -- comes twice (by_minute true, then false), one hash aggregation with no materialized copy of the cells (GROUPING
+  -- SETS would make one); each facet aggregates only the columns `sessions` reads from it (the FILTERs).
   SELECT
-    CASE WHEN grouping(minute) = 0 THEN 'minute' ELSE 'address' END AS facet,
-    session_id, minute, c_ip,
+    CASE WHEN by_minute THEN 'minute' ELSE 'address' END AS facet,
+    session_id,
+    CASE WHEN by_minute THEN minute END AS minute,
+    CASE WHEN NOT by_minute THEN c_ip END AS c_ip,
     sum(records) AS records,
     sum(requests) AS requests,
     sum(segments) AS segments,
-    sum(bytes) AS bytes,
-    min(first_seen) AS first_seen,
-    max(last_seen) AS last_seen,
-    max(prefix) AS prefix,
-    max(asn) AS asn,
-    max(country) AS country,
+    sum(bytes) FILTER (WHERE by_minute) AS bytes,
+    min(first_seen) FILTER (WHERE NOT by_minute) AS first_seen,
+    max(last_seen) FILTER (WHERE NOT by_minute) AS last_seen,
+    max(prefix) FILTER (WHERE NOT by_minute) AS prefix,
+    max(asn) FILTER (WHERE NOT by_minute) AS asn,
+    max(country) FILTER (WHERE NOT by_minute) AS country,
     min(channel_min) AS channel_lo,
     max(channel_max) AS channel_hi,
-    min(ua_min) AS ua_lo,
-    max(ua_max) AS ua_hi,
-    array_distinct(flatten(array_agg(tokens) FILTER (WHERE tokens IS NOT NULL))) AS tokens,
-    count(c_ip) AS ips,
-    cardinality(array_distinct(array_agg(prefix) FILTER (WHERE prefix IS NOT NULL))) AS prefixes,
-    cardinality(array_distinct(array_agg(asn) FILTER (WHERE asn IS NOT NULL))) AS asns,
-    cardinality(array_distinct(array_agg(country) FILTER (WHERE country IS NOT NULL))) AS countries,
+    min(ua_min) FILTER (WHERE NOT by_minute) AS ua_lo,
+    max(ua_max) FILTER (WHERE NOT by_minute) AS ua_hi,
+    flatten(array_agg(tokens) FILTER (WHERE NOT by_minute AND tokens IS NOT NULL)) AS tokens,
+    count(c_ip) FILTER (WHERE by_minute) AS ips,
+    cardinality(array_distinct(array_agg(prefix) FILTER (WHERE by_minute AND prefix IS NOT NULL))) AS prefixes,
+    cardinality(array_distinct(array_agg(asn) FILTER (WHERE by_minute AND asn IS NOT NULL))) AS asns,
+    cardinality(array_distinct(array_agg(country) FILTER (WHERE by_minute AND country IS NOT NULL))) AS countries,
     -- segments of the minute when every address that fetched segments fetched one and the same channel (a minute
     -- of zapping or multi-view is left out of the pace: channels are not comparable)
     CASE WHEN count(c_ip) FILTER (WHERE segments > 0 AND channel_min <> channel_max) = 0
@@ -209,8 +221,8 @@ facets AS (
     -- channels played from places of their own: addresses that fetched one channel only, and not all the same one
     min(channel_min) FILTER (WHERE channel_min = channel_max)
       <> max(channel_max) FILTER (WHERE channel_min = channel_max) AS channels_apart
-  FROM addressed
-  GROUP BY GROUPING SETS ((session_id, minute), (session_id, c_ip))
+  FROM addressed CROSS JOIN UNNEST(ARRAY[true, false]) AS f(by_minute)
+  GROUP BY by_minute, session_id, CASE WHEN by_minute THEN minute END, CASE WHEN NOT by_minute THEN c_ip END
 ),
 sessions AS (
   SELECT
