@@ -166,26 +166,30 @@ def detect(
         logs_input = open_logs(logs, con, fields=fields)
         with logs_input:
             opened = time.perf_counter() - clock
-            clock = time.perf_counter()
-            newest = None
-            if now is None:
-                newest = newest_record(logs_input)
-                if newest is None:
-                    logs_input.report(records_read=0)  # raises InputError saying why (every line rejected...)
-                    raise InputError(f"no log record in {logs}")
-                end = newest + 0.001  # the newest record is inside the window (end exclusive)
-            else:
-                end = float(now)
-            located = time.perf_counter() - clock
-            window = (max(0.0, end - float(window_minutes) * 60.0), end)
+
+            def attempt() -> tuple[float | None, float, tuple[float, float], tuple[list[Verdict], dict, pa.Table]]:
+                clock = time.perf_counter()
+                newest = None
+                if now is None:
+                    newest = newest_record(logs_input)
+                    if newest is None:
+                        logs_input.report(records_read=0)  # raises InputError saying why (every line rejected...)
+                        raise InputError(f"no log record in {logs}")
+                    end = newest + 0.001  # the newest record is inside the window (end exclusive)
+                else:
+                    end = float(now)
+                located = time.perf_counter() - clock
+                window = (max(0.0, end - float(window_minutes) * 60.0), end)
+                return newest, located, window, run_window(logs_input, window, config)
+
             try:
-                verdicts, stats, table = run_window(logs_input, window, config)
+                newest, located, window, (verdicts, stats, table) = attempt()
             except duckdb.OutOfMemoryException:
                 if not own or not memory_limit:
                     raise
                 spill = tempfile.TemporaryDirectory(prefix="detect-spill-")
                 con.execute(f"SET temp_directory = {_sql_string(spill.name)}")
-                verdicts, stats, table = run_window(logs_input, window, config)
+                newest, located, window, (verdicts, stats, table) = attempt()
     finally:
         if own:
             con.close()

@@ -82,12 +82,16 @@ parts AS (
   GROUP BY token, media, CAST(floor(ts / 60) AS BIGINT), c_ip, cs_user_agent, channel
 ),
 cells AS (
-  -- Session x minute x address (a few parts each). User agents and tokens are long and only needed per address
-  -- (`facets`): a window over the parts (which are few) puts the user agents of each (token, served or not,
-  -- address) and the token itself on one of its parts only, so the cells and facets below carry them on about one
-  -- row per address instead of on every row. Their ua_min, ua_max and tokens are therefore not the cell's own.
+  -- Two kinds of rows from the parts, in one aggregation (each part comes twice, by_cell true then false):
+  -- - cells: session x minute x address, served or not (a few parts each);
+  -- - address tokens, for served media requests only: session x address x token, with what `facets` needs of an
+  --   address. The user agents and the tokens are long and only needed per address: they are here (about one row
+  --   per address), not on every cell, and a token is a key, so each comes once without lists of lists.
   SELECT
-    session_id, media, minute, c_ip,
+    by_cell, session_id, media,
+    CASE WHEN by_cell THEN minute END AS minute,
+    c_ip,
+    CASE WHEN NOT by_cell THEN token END AS token,
     sum(records) AS records,
     sum(segments) AS segments,
     sum(bytes) AS bytes,
@@ -99,26 +103,21 @@ cells AS (
     max(CASE WHEN segments > 0 THEN channel END) AS channel_max,
     max(asn) AS asn,
     max(country) AS country,
-    min(ua_lo) AS ua_min,
-    max(ua_hi) AS ua_max,
-    array_agg(new_token) FILTER (WHERE new_token IS NOT NULL) AS tokens  -- each token once per address
+    min(user_agent) FILTER (WHERE NOT by_cell) AS ua_min,
+    max(user_agent) FILTER (WHERE NOT by_cell) AS ua_max
   FROM (
     SELECT
       parts.*,
-      CASE WHEN strpos(token, '.') > 0 THEN substr(token, 1, strpos(token, '.') - 1) ELSE token END AS session_id,
-      CASE WHEN media AND row_number() OVER (PARTITION BY token, media, c_ip) = 1 THEN token END AS new_token,
-      CASE WHEN row_number() OVER (PARTITION BY token, media, c_ip) = 1
-           THEN min(user_agent) OVER (PARTITION BY token, media, c_ip) END AS ua_lo,
-      CASE WHEN row_number() OVER (PARTITION BY token, media, c_ip) = 1
-           THEN max(user_agent) OVER (PARTITION BY token, media, c_ip) END AS ua_hi
+      CASE WHEN strpos(token, '.') > 0 THEN substr(token, 1, strpos(token, '.') - 1) ELSE token END AS session_id
     FROM parts
-  )
-  GROUP BY session_id, media, minute, c_ip
+  ) CROSS JOIN UNNEST(ARRAY[true, false]) AS k(by_cell)
+  WHERE by_cell OR media
+  GROUP BY by_cell, session_id, media, CASE WHEN by_cell THEN minute END, c_ip, CASE WHEN NOT by_cell THEN token END
 ),
 served AS (
   -- Only served media requests keep their attributes; the other records only count as records of their session.
   SELECT
-    session_id, records,
+    by_cell, session_id, records, token,
     CASE WHEN media THEN records ELSE 0 END AS requests,
     CASE WHEN media THEN segments ELSE 0 END AS segments,
     CASE WHEN media THEN minute END AS minute,
@@ -135,7 +134,6 @@ served AS (
     CASE WHEN media THEN country END AS country,
     CASE WHEN media THEN ua_min END AS ua_min,
     CASE WHEN media THEN ua_max END AS ua_max,
-    tokens,
     CASE WHEN media THEN split_part(lower(c_ip), '::', 1) END AS v6_head,
     CASE WHEN media AND strpos(c_ip, '::') > 0 THEN split_part(lower(c_ip), '::', 2) ELSE '' END AS v6_tail
   FROM cells
@@ -175,34 +173,33 @@ addressed AS (
   FROM address_groups
 ),
 facets AS (
-  -- Two groupings of the cells in one aggregation: by minute (what happened at once) and by address (what the
-  -- session used over the window). An address's prefix, network and country are its own, so the session's distinct
-  -- addresses, prefixes, networks and countries are counted over address rows, without lists of lists. Each cell
-  -- comes twice (by_minute true, then false), one hash aggregation with no materialized copy of the cells (GROUPING
-  -- SETS would make one); each facet aggregates only the columns `sessions` reads from it (the FILTERs).
+  -- Two groupings in one aggregation: the cells by minute (what happened at once) and the address tokens by address
+  -- (what the session used over the window). An address's prefix, network and country are its own, so the
+  -- session's distinct addresses, prefixes, networks and countries are counted over address rows, without lists of
+  -- lists. Each facet aggregates only the columns `sessions` reads from it (the FILTERs).
   SELECT
-    CASE WHEN by_minute THEN 'minute' ELSE 'address' END AS facet,
+    CASE WHEN by_cell THEN 'minute' ELSE 'address' END AS facet,
     session_id,
-    CASE WHEN by_minute THEN minute END AS minute,
-    CASE WHEN NOT by_minute THEN c_ip END AS c_ip,
+    CASE WHEN by_cell THEN minute END AS minute,
+    CASE WHEN NOT by_cell THEN c_ip END AS c_ip,
     sum(records) AS records,
     sum(requests) AS requests,
     sum(segments) AS segments,
-    sum(bytes) FILTER (WHERE by_minute) AS bytes,
-    min(first_seen) FILTER (WHERE NOT by_minute) AS first_seen,
-    max(last_seen) FILTER (WHERE NOT by_minute) AS last_seen,
-    max(prefix) FILTER (WHERE NOT by_minute) AS prefix,
-    max(asn) FILTER (WHERE NOT by_minute) AS asn,
-    max(country) FILTER (WHERE NOT by_minute) AS country,
+    sum(bytes) FILTER (WHERE by_cell) AS bytes,
+    min(first_seen) FILTER (WHERE NOT by_cell) AS first_seen,
+    max(last_seen) FILTER (WHERE NOT by_cell) AS last_seen,
+    max(prefix) FILTER (WHERE NOT by_cell) AS prefix,
+    max(asn) FILTER (WHERE NOT by_cell) AS asn,
+    max(country) FILTER (WHERE NOT by_cell) AS country,
     min(channel_min) AS channel_lo,
     max(channel_max) AS channel_hi,
-    min(ua_min) FILTER (WHERE NOT by_minute) AS ua_lo,
-    max(ua_max) FILTER (WHERE NOT by_minute) AS ua_hi,
-    flatten(array_agg(tokens) FILTER (WHERE NOT by_minute AND tokens IS NOT NULL)) AS tokens,
-    count(c_ip) FILTER (WHERE by_minute) AS ips,
-    cardinality(array_distinct(array_agg(prefix) FILTER (WHERE by_minute AND prefix IS NOT NULL))) AS prefixes,
-    cardinality(array_distinct(array_agg(asn) FILTER (WHERE by_minute AND asn IS NOT NULL))) AS asns,
-    cardinality(array_distinct(array_agg(country) FILTER (WHERE by_minute AND country IS NOT NULL))) AS countries,
+    min(ua_min) FILTER (WHERE NOT by_cell) AS ua_lo,
+    max(ua_max) FILTER (WHERE NOT by_cell) AS ua_hi,
+    array_agg(token) FILTER (WHERE NOT by_cell AND token IS NOT NULL) AS tokens,
+    count(c_ip) FILTER (WHERE by_cell) AS ips,
+    cardinality(array_distinct(array_agg(prefix) FILTER (WHERE by_cell AND prefix IS NOT NULL))) AS prefixes,
+    cardinality(array_distinct(array_agg(asn) FILTER (WHERE by_cell AND asn IS NOT NULL))) AS asns,
+    cardinality(array_distinct(array_agg(country) FILTER (WHERE by_cell AND country IS NOT NULL))) AS countries,
     -- segments of the minute when every address that fetched segments fetched one and the same channel (a minute
     -- of zapping or multi-view is left out of the pace: channels are not comparable)
     CASE WHEN count(c_ip) FILTER (WHERE segments > 0 AND channel_min <> channel_max) = 0
@@ -221,8 +218,8 @@ facets AS (
     -- channels played from places of their own: addresses that fetched one channel only, and not all the same one
     min(channel_min) FILTER (WHERE channel_min = channel_max)
       <> max(channel_max) FILTER (WHERE channel_min = channel_max) AS channels_apart
-  FROM addressed CROSS JOIN UNNEST(ARRAY[true, false]) AS f(by_minute)
-  GROUP BY by_minute, session_id, CASE WHEN by_minute THEN minute END, CASE WHEN NOT by_minute THEN c_ip END
+  FROM addressed
+  GROUP BY by_cell, session_id, CASE WHEN by_cell THEN minute END, CASE WHEN NOT by_cell THEN c_ip END
 ),
 sessions AS (
   SELECT
