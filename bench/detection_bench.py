@@ -47,31 +47,6 @@ LABELS = {
 GIB = 1024**3
 
 
-class Progress:
-    """A one-line progress bar on stderr (no dependency)."""
-
-    def __init__(self, label: str, total: int, width: int = 32) -> None:
-        self.label, self.total, self.width = label, max(1, total), width
-        self.started = time.perf_counter()
-        self.tty = sys.stderr.isatty()
-        self.last = -1.0
-
-    def __call__(self, done: int, total: int | None = None) -> None:
-        if total:
-            self.total = max(1, total)
-        fraction = min(1.0, done / self.total)
-        if not self.tty and fraction < 1.0 and fraction - self.last < 0.1:
-            return
-        self.last = fraction
-        filled = int(fraction * self.width)
-        elapsed = time.perf_counter() - self.started
-        eta = elapsed / fraction - elapsed if fraction > 0 else 0.0
-        bar = "#" * filled + "-" * (self.width - filled)
-        end = "\r" if self.tty and fraction < 1.0 else "\n"
-        sys.stderr.write(f"{self.label:24s} [{bar}] {fraction:6.1%} {elapsed:6.0f}s eta {eta:5.0f}s{end}")
-        sys.stderr.flush()
-
-
 # -- one measurement, in a child process -------------------------------------------------------------------------------
 
 
@@ -141,22 +116,23 @@ def measure(kind: str, path: Path, threads: int, start: float, end: float) -> di
 def prepare(data: Path, records: int, seed: int) -> tuple[Path, Path, dict[str, Any]]:
     from detection.convert import convert_to_parquet
     from detection.generate import generate_corpus
+    from detection.progress import progress_bar
 
     tsv, parquet = data / "tsv", data / "parquet"
     summary_path = tsv / "corpus.json"
     wanted = max(1, records // RECORDS_PER_SESSION)
     summary = json.loads(summary_path.read_text()) if summary_path.is_file() else None
     if summary is None or summary.get("sessions") != wanted or summary.get("seed") != seed:
-        bar = Progress("generating", records)
-        generate_corpus(tsv, wanted, 10, seed, progress=bar)
+        with progress_bar("generating", "records", scale=True, always=True) as bar:
+            generate_corpus(tsv, wanted, 10, seed, progress=bar)
         summary = json.loads(summary_path.read_text())
         if parquet.exists():
             import shutil
 
             shutil.rmtree(parquet)
     if not (parquet / "corpus.json").is_file():
-        bar = Progress("converting to Parquet", 1)
-        convert_to_parquet(tsv, parquet, progress=bar)
+        with progress_bar("converting to Parquet", "files", always=True) as bar:
+            convert_to_parquet(tsv, parquet, progress=bar)
     return tsv, parquet, summary
 
 
@@ -198,6 +174,8 @@ def targets(results: dict[str, dict[str, dict[str, Any]]]) -> dict[str, bool]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from detection.progress import progress_bar
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--records", type=int, default=10_000_000, help="records to generate (10 M)")
     parser.add_argument("--data", default=str(ROOT / "out" / "detection-bench"), help="corpus folder (reused)")
@@ -224,13 +202,13 @@ def main(argv: list[str] | None = None) -> int:
     chosen = [formats[f.strip()] for f in args.formats.split(",") if f.strip()]
     results: dict[str, dict[str, dict[str, Any]]] = {fmt: {} for fmt in chosen}
     steps = [(fmt, kind) for _ in range(args.repeat) for fmt in chosen for kind in MEASUREMENTS]
-    bar = Progress("measuring", len(steps))
-    for done, (fmt, kind) in enumerate(steps, start=1):
-        row = measure(kind, paths[fmt], args.threads, start, end)
-        best = results[fmt].get(kind)
-        if best is None or row["seconds"] < best["seconds"]:
-            results[fmt][kind] = row
-        bar(done)
+    with progress_bar("measuring", "runs", always=True) as bar:
+        for done, (fmt, kind) in enumerate(steps, start=1):
+            row = measure(kind, paths[fmt], args.threads, start, end)
+            best = results[fmt].get(kind)
+            if best is None or row["seconds"] < best["seconds"]:
+                results[fmt][kind] = row
+            bar(done, len(steps))
     meta["load_after"] = os.getloadavg()
     if args.json:
         print(json.dumps({"summary": summary, "meta": meta, "results": results, "targets": targets(results)}, indent=2))
