@@ -206,4 +206,7 @@ def detect(
     total = stats["timings"]["total"]
     stats["records_per_second"] = round(records / total, 1) if total > 0 else None
     stats["mode"] = "monitor" if config.monitor else "enforce"
+    # the window did not fit in the memory limit and ran again spilling to disk (about twice as slow): a sign to
+    # shorten the window or raise memory_limit
+    stats["spilled"] = spill is not None
     return DetectRun(verdicts=verdicts, stats=stats, window=window, features=table if keep_features else None)

@@ -43,6 +43,7 @@ def test_the_first_run_is_in_memory_within_the_limit(logs: Path, monkeypatch) ->
     assert [v.session_id for v in run.verdicts] == [PIRATE]
     [(temp_directory, memory_limit)] = seen  # one run, nothing to spill to
     assert temp_directory == "" and memory_limit.replace(" ", "") in {"476.8MiB", "500.0MB", "500MB"}
+    assert run.stats["spilled"] is False
 
 
 def test_a_run_that_hits_the_limit_runs_again_spilling(logs: Path, monkeypatch) -> None:
@@ -61,6 +62,7 @@ def test_a_run_that_hits_the_limit_runs_again_spilling(logs: Path, monkeypatch) 
     assert [v.to_dict() for v in run.verdicts] == expected
     assert folders[0] == "" and "detect-spill-" in folders[1]
     assert not Path(folders[1]).exists()  # the spill folder is removed with the connection
+    assert run.stats["spilled"] is True
 
 
 def test_without_a_memory_limit_an_out_of_memory_error_is_not_retried(logs: Path, monkeypatch) -> None:
