@@ -29,7 +29,6 @@ import argparse
 import copy
 import difflib
 import json
-import os
 import re
 import sys
 from collections.abc import Sequence
@@ -37,6 +36,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TextIO
+
+from edge.files import replace_file
 
 __all__ = [
     "BACKUP_FORMAT",
@@ -260,9 +261,7 @@ def _write_json(path: Path, data: dict[str, Any], *, exclusive: bool) -> None:
         with path.open("x", encoding="utf-8") as handle:  # never overwrite an earlier backup
             handle.write(text)
         return
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    replace_file(path, text.encode("utf-8"), new_file_mode=0o644)
 
 
 def _backup(distribution_id: str, etag: str, config: dict[str, Any], reason: str) -> dict[str, Any]:

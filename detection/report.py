@@ -30,6 +30,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from edge.files import replace_file
+
 __all__ = [
     "REQUEST_COLUMNS",
     "FlaggedSession",
@@ -455,7 +457,5 @@ def write_report(path: str | os.PathLike[str], data: ReportData) -> Path:
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     html = render_report(data)
-    partial = target.with_name(f".{target.name}.tmp")
-    partial.write_text(html, encoding="utf-8")
-    os.replace(partial, target)
+    replace_file(target, html.encode("utf-8"), new_file_mode=0o644)
     return target

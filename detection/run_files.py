@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,8 @@ from urllib.parse import urlsplit
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from edge.files import replace_file
 
 __all__ = ["LocalRunFiles", "RunFiles", "RunFilesError", "S3RunFiles", "open_run_files"]
 
@@ -116,9 +117,7 @@ class LocalRunFiles(RunFiles):
     def put_bytes(self, uri: str, data: bytes) -> None:
         path = self._path(uri)
         path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(path.name + ".partial")
-        partial.write_bytes(data)
-        os.replace(partial, path)
+        replace_file(path, data, new_file_mode=0o644)
 
     def get_bytes(self, uri: str) -> bytes:
         try:

@@ -18,13 +18,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import stat
-import tempfile
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edge.files import replace_file
 from edge.key_source import secretsmanager_client
 
 AWSCURRENT = "AWSCURRENT"
@@ -298,30 +297,11 @@ class LocalSecretFile(RotatableSecret):
 
     @staticmethod
     def _write(path: Path, text: str) -> None:
-        """Atomic replace: temp file in the same directory, fsync, rename (mode 0600 for a new file)."""
+        """Atomic replace (mode 0600 for a new file: it holds signing keys)."""
         try:
-            mode = stat.S_IMODE(path.stat().st_mode)
-        except FileNotFoundError:
-            mode = 0o600
-        try:
-            fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+            replace_file(path, text.encode("utf-8"))
         except OSError as exc:
             raise SecretError(f"cannot write {path}: {_why(exc)}") from None
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as tmp:
-                tmp.write(text)
-                tmp.flush()
-                os.fsync(tmp.fileno())
-            os.chmod(tmp_name, mode)
-            os.replace(tmp_name, path)
-        except BaseException as exc:
-            try:
-                os.unlink(tmp_name)
-            except FileNotFoundError:
-                pass
-            if isinstance(exc, OSError):
-                raise SecretError(f"cannot write {path}: {_why(exc)}") from None
-            raise
 
 
 def _why(exc: BaseException) -> str:

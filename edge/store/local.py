@@ -21,13 +21,12 @@ import fcntl
 import hashlib
 import json
 import os
-import stat
-import tempfile
 import threading
 from collections.abc import Collection, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
+from edge.files import replace_file
 from edge.store.base import (
     Batch,
     EdgeStore,
@@ -110,32 +109,11 @@ class LocalEdgeStore(EdgeStore):
         return raw, parse(raw, source=str(self.path))
 
     def _write(self, raw: bytes) -> None:
-        """Replace the file atomically with ``raw``: temp file, flush, fsync, rename, fsync the directory."""
-        directory = self.path.parent
+        """Replace the file atomically with ``raw`` (mode 0600 for a new file: the store holds signing keys)."""
         try:
-            mode = stat.S_IMODE(self.path.stat().st_mode)
-        except FileNotFoundError:
-            mode = 0o600  # the store holds signing keys
-        try:
-            fd, tmp_name = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=directory)
+            replace_file(self.path, raw)
         except OSError as exc:
             raise EdgeStoreError(f"cannot write edge store {self.path}: {exc.strerror or exc}") from exc
-        try:
-            with os.fdopen(fd, "wb") as tmp:
-                tmp.write(raw)
-                tmp.flush()
-                os.fsync(tmp.fileno())
-            os.chmod(tmp_name, mode)
-            os.replace(tmp_name, self.path)
-        except BaseException as exc:
-            try:
-                os.unlink(tmp_name)
-            except FileNotFoundError:
-                pass
-            if isinstance(exc, OSError):
-                raise EdgeStoreError(f"cannot write edge store {self.path}: {exc.strerror or exc}") from exc
-            raise
-        _fsync_dir(directory)
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
@@ -212,15 +190,3 @@ def _total(entries: dict[str, str]) -> int:
     return sum(entry_size(k, v) for k, v in entries.items())
 
 
-def _fsync_dir(directory: Path) -> None:
-    """Make the rename itself durable. Best effort: some filesystems do not support fsync on directories."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
