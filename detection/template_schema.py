@@ -19,12 +19,9 @@ import json
 import re
 import sys
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 from detection.schema import DETECTION_FIELDS, Field
-
-ROOT = Path(__file__).resolve().parent.parent
-TEMPLATE = ROOT / "template.yaml"
+from edge.template_inline import TEMPLATE, sync_template
 
 _BLOCK = re.compile(
     r"^(?P<indent>[ ]*)# BEGIN generated: (?P<name>[a-z-]+)[^\n]*\n"
@@ -75,19 +72,12 @@ def render(template: str, fields: Sequence[Field] = DETECTION_FIELDS) -> str:
 
 
 def main(argv: list[str]) -> int:
-    current = TEMPLATE.read_text(encoding="utf-8")
-    wanted = render(current)
-    if "--check" in argv:
-        if current != wanted:
-            print(
-                "template.yaml does not hold detection.schema.DETECTION_FIELDS: run python -m detection.template_schema",
-                file=sys.stderr,
-            )
-            return 1
-        return 0
-    TEMPLATE.write_text(wanted, encoding="utf-8")
-    print(f"wrote {len(DETECTION_FIELDS)} real-time log fields and Glue columns into {TEMPLATE.name}")
-    return 0
+    return sync_template(
+        argv,
+        render,
+        stale="template.yaml does not hold detection.schema.DETECTION_FIELDS: run python -m detection.template_schema",
+        written=f"wrote {len(DETECTION_FIELDS)} real-time log fields and Glue columns into {TEMPLATE.name}",
+    )
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -26,17 +27,29 @@ def inline(template: str, source: str) -> str:
     return template[: match.start("body")] + body + template[match.end("body") :]
 
 
-def main(argv: list[str]) -> int:
+def sync_template(argv: list[str], render: Callable[[str], str], *, stale: str, written: str) -> int:
+    """The command line of a template.yaml generator: rewrite the template with ``render``, or with ``--check``
+    exit 1 (saying ``stale``) when that would change it."""
     current = TEMPLATE.read_text(encoding="utf-8")
-    wanted = inline(current, SOURCE.read_text(encoding="utf-8"))
+    wanted = render(current)
     if "--check" in argv:
         if current != wanted:
-            print("template.yaml does not hold the current edge/viewer_request.js: run make template", file=sys.stderr)
+            print(stale, file=sys.stderr)
             return 1
         return 0
     TEMPLATE.write_text(wanted, encoding="utf-8")
-    print(f"inlined {SOURCE.name} ({len(SOURCE.read_bytes())} bytes) into {TEMPLATE.name}")
+    print(written)
     return 0
+
+
+def main(argv: list[str]) -> int:
+    source = SOURCE.read_text(encoding="utf-8")
+    return sync_template(
+        argv,
+        lambda current: inline(current, source),
+        stale="template.yaml does not hold the current edge/viewer_request.js: run make template",
+        written=f"inlined {SOURCE.name} ({len(SOURCE.read_bytes())} bytes) into {TEMPLATE.name}",
+    )
 
 
 if __name__ == "__main__":
