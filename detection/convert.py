@@ -18,7 +18,7 @@ from pathlib import Path
 import duckdb
 
 from detection.logs import InputError, InputReport, LogFile, list_log_files, open_logs
-from detection.schema import Field, SchemaError, fields_text, parse_fields
+from detection.schema import Field, fields_text
 
 __all__ = ["convert_to_parquet"]
 
@@ -49,13 +49,7 @@ def convert_to_parquet(
     is called as files complete. Raises ``InputError`` when the input is unusable (no files, no field list,
     unknown field, not one valid record)."""
     src, dst = Path(source), Path(destination)
-    parsed: list[Field] | None = None
-    if fields is not None:
-        try:
-            parsed = parse_fields(fields)
-        except SchemaError as exc:
-            raise InputError(str(exc)) from exc
-    probe = open_logs(src, fields=parsed, view="convert_probe")
+    probe = open_logs(src, fields=fields, view="convert_probe")  # the field list, resolved once for every file
     parsed = probe.fields
     probe.close()
     files, _ = list_log_files(src)
