@@ -116,7 +116,7 @@ def capital_distance_km(a: str, b: str) -> float | None:
 
 @dataclass
 class PolicyResult:
-    """Verdicts of the flagged sessions, and what the policy saw."""
+    """Verdicts of the flagged sessions (highest score first, then by session id), and what the policy saw."""
 
     verdicts: list[Verdict]
     stats: dict[str, Any] = field(default_factory=dict)
@@ -124,6 +124,18 @@ class PolicyResult:
     @property
     def revoked(self) -> list[str]:
         return [v.session_id for v in self.verdicts if v.action is Action.REVOKE]
+
+    def counts(self) -> dict[str, Any]:
+        """Sessions scored, flagged, and flagged per action and reason: the verdict part of a run's stats (detect's
+        JSON, the workflow's score step)."""
+        return {
+            "sessions_scored": self.stats["sessions_scored"],
+            "flagged": len(self.verdicts),
+            "revoke": self.stats["revoked"],
+            "flag": self.stats["flagged"],
+            "monitor": self.stats["monitored"],
+            "reasons": dict(self.stats["reasons"]),
+        }
 
 
 # -- column helpers --------------------------------------------------------------------------------------------------
@@ -395,10 +407,13 @@ def score_sessions(features: pa.Table, config: DetectionConfig | None = None) ->
         "channel_sessions": crowd,
     }
     records = features.take(pa.array(flagged_rows, type=pa.int64())).to_pylist() if len(flagged_rows) else []
-    verdicts = [
-        _verdict(record, int(row), float(score[row]), config, fired, values, derived, travel)
-        for row, record in zip(flagged_rows, records)
-    ]
+    verdicts = sorted(
+        (
+            _verdict(record, int(row), float(score[row]), config, fired, values, derived, travel)
+            for row, record in zip(flagged_rows, records)
+        ),
+        key=lambda v: (-v.score, v.session_id),  # highest score first
+    )
     stats = {
         "sessions": rows,
         "sessions_scored": int(scored.sum()),

@@ -215,7 +215,7 @@ def score_features(
     if page_size < 1:
         raise ValueError("page_size must be at least 1")
     result = score_sessions(features, config)
-    verdicts = sorted(result.verdicts, key=lambda v: (-v.score, v.session_id))
+    verdicts = result.verdicts
     tokens: dict[str, list[str]] = {}
     if verdicts and "tokens" in features.column_names:
         flagged = {v.session_id for v in verdicts}
@@ -232,15 +232,7 @@ def score_features(
         for v in verdicts
     ]
     pages = [items[i : i + page_size] for i in range(0, len(items), page_size)]
-    stats = {
-        "sessions_scored": result.stats["sessions_scored"],
-        "flagged": len(verdicts),
-        "revoke": result.stats["revoked"],
-        "flag": result.stats["flagged"],
-        "monitor": result.stats["monitored"],
-        "reasons": dict(result.stats["reasons"]),
-    }
-    return ScoreOutcome(verdicts=verdicts, pages=pages, stats=stats)
+    return ScoreOutcome(verdicts=verdicts, pages=pages, stats=result.counts())
 
 
 # -- record ------------------------------------------------------------------------------------------------------
