@@ -162,29 +162,27 @@ def detect(
         with logs_input:
             opened = time.perf_counter() - clock
 
-            def attempt() -> tuple[float | None, float, tuple[float, float], tuple[list[Verdict], dict, pa.Table]]:
-                clock = time.perf_counter()
-                newest = None
-                if now is None:
-                    newest = newest_record(logs_input)
-                    if newest is None:
-                        logs_input.report(records_read=0)  # raises InputError saying why (every line rejected...)
-                        raise InputError(f"no log record in {logs}")
-                    end = newest + 0.001  # the newest record is inside the window (end exclusive)
-                else:
-                    end = float(now)
-                located = time.perf_counter() - clock
-                window = (max(0.0, end - float(window_minutes) * 60.0), end)
-                return newest, located, window, run_window(logs_input, window, config)
-
-            try:
-                newest, located, window, (verdicts, stats, table) = attempt()
-            except duckdb.OutOfMemoryException:
-                if not own or not memory_limit:
-                    raise
-                spill = tempfile.TemporaryDirectory(prefix="detect-spill-")
-                con.execute(f"SET temp_directory = {_sql_string(spill.name)}")
-                newest, located, window, (verdicts, stats, table) = attempt()
+            for spilling in (False, True):  # in memory first; once more spilling if that stops on the limit
+                try:
+                    clock = time.perf_counter()
+                    newest = None
+                    if now is None:
+                        newest = newest_record(logs_input)
+                        if newest is None:
+                            logs_input.report(records_read=0)  # raises InputError saying why (every line rejected)
+                            raise InputError(f"no log record in {logs}")
+                        end = newest + 0.001  # the newest record is inside the window (end exclusive)
+                    else:
+                        end = float(now)
+                    located = time.perf_counter() - clock
+                    window = (max(0.0, end - float(window_minutes) * 60.0), end)
+                    verdicts, stats, table = run_window(logs_input, window, config)
+                    break
+                except duckdb.OutOfMemoryException:
+                    if spilling or not own or not memory_limit:
+                        raise
+                    spill = tempfile.TemporaryDirectory(prefix="detect-spill-")
+                    con.execute(f"SET temp_directory = {_sql_string(spill.name)}")
     finally:
         if own:
             con.close()
