@@ -11,7 +11,8 @@
                      served with (read from the logged ``<sid>.<jwt>`` segments without verifying them).
 ``record_page``      one page into the ledger: verdicts recorded, offenders revoked until their tokens expire
                      (:func:`detection.revocation.revoke_run`; conditional writes, idempotent).
-``publish``          the ledger into the edge store (:func:`detection.publisher.publish`).
+``publish``          the ledger into the edge store (:func:`detection.publisher.publish`); ``publish_summary`` is
+                     its output in the workflow.
 ``run_metrics``      what the run reports to CloudWatch.
 ===================  =======================================================================================
 
@@ -54,6 +55,7 @@ __all__ = [
     "ScoreOutcome",
     "WorkflowInputError",
     "plan_run",
+    "publish_summary",
     "record_page",
     "run_local",
     "run_metrics",
@@ -290,13 +292,19 @@ class Metric:
     dimensions: Mapping[str, str] = field(default_factory=dict)
 
 
+def publish_summary(result: PublishResult) -> dict[str, Any]:
+    """The publish step's output in the workflow: the result with the sessions not published counted, not listed
+    (a full store can leave thousands, more than a state's payload should carry; the publisher logs them)."""
+    return {**result.to_dict(), "skipped": len(result.skipped)}
+
+
 def run_metrics(
     score: Mapping[str, Any],
     pages: Iterable[Mapping[str, Any]],
     published: Mapping[str, Any] | None,
 ) -> list[Metric]:
-    """The metrics of a finished run, from the score summary, the page outcomes and the publish result (all as
-    the JSON the workflow passes between states)."""
+    """The metrics of a finished run, from the score summary, the page outcomes and :func:`publish_summary` (all
+    as the JSON the workflow passes between states)."""
     revoked = sum(int(p.get("revoked", 0)) for p in pages)
     metrics = [
         Metric("SessionsScored", float(score.get("sessions_scored", 0))),
@@ -307,7 +315,7 @@ def run_metrics(
         metrics.append(Metric("SessionsFlaggedByReason", float(count), dimensions={"Reason": str(reason)}))
     if published:
         metrics.append(Metric("EdgeStoreUtilization", round(100.0 * float(published.get("fraction", 0.0)), 3), "Percent"))
-        metrics.append(Metric("RevocationsNotPublished", float(len(published.get("skipped") or ()))))
+        metrics.append(Metric("RevocationsNotPublished", float(published.get("skipped") or 0)))
         metrics.append(Metric("EdgeStoreCapacityWarning", 1.0 if published.get("capacity_warning") else 0.0))
     return metrics
 
@@ -329,7 +337,7 @@ class LocalRun:
 
     @property
     def metrics(self) -> list[Metric]:
-        return run_metrics(self.score.stats, [p.to_dict() for p in self.pages], self.published.to_dict())
+        return run_metrics(self.score.stats, [p.to_dict() for p in self.pages], publish_summary(self.published))
 
 
 def run_local(

@@ -45,6 +45,7 @@ from detection.workflow import (
     Metric,
     WorkflowInputError,
     plan_run,
+    publish_summary,
     record_page,
     run_metrics,
     run_time,
@@ -218,9 +219,7 @@ def publish(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     if result.capacity_warning:
         logger.warning("edge store near full", extra={"run_id": run_id, "fraction": result.fraction})
     logger.info("published", extra={"run_id": run_id, "puts": result.puts, "deletes": result.deletes})
-    summary = result.to_dict()
-    summary["skipped"] = len(result.skipped)
-    return summary
+    return publish_summary(result)
 
 
 @metrics.log_metrics
@@ -235,7 +234,7 @@ def report(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     score_summary = event.get("score") or {}
     published = event.get("published") or {}
     pages = event.get("recorded") or []
-    emitted = run_metrics(score_summary, pages, {**published, "skipped": [None] * int(published.get("skipped") or 0)})
+    emitted = run_metrics(score_summary, pages, published)
     for metric in emitted:
         _emit(metric)
     summary = {m.name: m.value for m in emitted if not m.dimensions}

@@ -109,7 +109,7 @@ def test_run_metrics_count_what_the_run_did() -> None:
     metrics = run_metrics(
         {"sessions_scored": 10, "flagged": 3, "reasons": {"playback_rate": 2, "countries_at_once": 1}},
         [{"revoked": 2}, {"revoked": 1}],
-        {"fraction": 0.25, "skipped": ["x"], "capacity_warning": False},
+        {"fraction": 0.25, "skipped": 1, "capacity_warning": False},
     )
     values = {(m.name, tuple(m.dimensions.items())): m.value for m in metrics}
     assert values[("SessionsFlagged", ())] == 3 and values[("SessionsRevoked", ())] == 3
