@@ -9,6 +9,9 @@ minutes) and its Parquet conversion, then measures on each format, in the same r
 
 - ``bare scan``: DuckDB reading the same files through the same input layer and only grouping by session and
   counting distinct addresses - the engine's limit for anything that reads every record;
+- ``read``: only reading (and decoding) the columns features.sql reads, with nothing computed: where reading ends;
+- ``hot``: features.sql cut after its one big aggregation (``parts``, every record in, about one row in twenty
+  out): the part of the query whose cost grows with the records, so how far the rest of the query can go;
 - ``features SQL``: detection/sql/features.sql alone (every feature), as DuckDB runs it;
 - ``baseline SQL``: the existing AWS solution's rule (detection/sql/baseline.sql);
 - ``detect``: the whole run, end to end (open the input, features, policy, verdicts), over a window that covers
@@ -30,15 +33,21 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
+
+import sqlglot
+from sqlglot import exp
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 RECORDS_PER_SESSION = 157  # what the generator writes per session over 10 minutes, on average
-MEASUREMENTS = ("bare", "features", "baseline", "detect", "detect_newest")
+MEASUREMENTS = ("bare", "read", "hot", "features", "baseline", "detect", "detect_newest")
 LABELS = {
     "bare": "bare scan (limit)",
+    "read": "read features' columns only",
+    "hot": "features SQL to its big GROUP BY",
     "features": "features SQL",
     "baseline": "baseline SQL (AWS rule)",
     "detect": "detect, end to end",
@@ -72,7 +81,12 @@ def _measure(kind: str, path: str, threads: int, start: float, end: float) -> di
         con.execute("SET enable_progress_bar = false")
         with open_logs(path, con) as logs:
             logs.set_window((start, end))
-            if kind == "bare":
+            if kind in STAGES:
+                query = load_query(FEATURES)
+                sql = STAGES[kind](query.duckdb_sql(relation="logs"))
+                logs.run(lambda c: c.execute(sql, query.values(start, end)).fetchall())
+                extra = {}
+            elif kind == "bare":
                 sql = (
                     "SELECT split_part(split_part(cs_uri_stem, '/', 2), '.', 1) AS session_id, "
                     "count(DISTINCT c_ip) AS ips, count(*) AS records FROM logs GROUP BY 1"
@@ -88,6 +102,38 @@ def _measure(kind: str, path: str, threads: int, start: float, end: float) -> di
                 extra = {"sessions": table.num_rows}
     seconds = time.perf_counter() - clock
     return {"kind": kind, "seconds": seconds, "records": records, "peak_bytes": _peak_memory(), **extra}
+
+
+def _read_only(sql: str) -> str:
+    """A query reading every log column ``sql`` reads and computing nothing but the maximum of each."""
+    tree = sqlglot.parse_one(sql, read="duckdb")
+    source = next(s for s in tree.find_all(exp.Select) if any(t.name == "logs" for t in _own(s, exp.Table)))
+    where = source.args.get("where")
+    columns = sorted({c.name for c in _own(source, exp.Column) if c.name != "*"})
+    maxima = ", ".join(f'max("{c}")' for c in columns)
+    return f"SELECT count(*), {maxima} FROM logs" + (f" {where.sql('duckdb')}" if where else "")
+
+
+def _own(select: exp.Select, kind: type[exp.Expression]) -> list[exp.Expression]:
+    """The ``kind`` nodes of ``select`` itself, not of the queries nested in it."""
+    return [node for node in select.find_all(kind) if node.parent_select is select]
+
+
+def _through(cte: str) -> Callable[[str], str]:
+    """A query running ``sql``'s steps up to and including the step ``cte``, then only consuming each of its
+    columns (the maximum), so that the engine prunes nothing the step computes."""
+
+    def cut(sql: str) -> str:
+        tree = sqlglot.parse_one(sql, read="duckdb")
+        steps = tree.find(exp.With).expressions
+        names = [step.alias for step in steps]
+        kept = steps[: names.index(cte) + 1]
+        return "WITH " + ", ".join(step.sql("duckdb") for step in kept) + f' SELECT max(COLUMNS(*)) FROM "{cte}"'
+
+    return cut
+
+
+STAGES: dict[str, Callable[[str], str]] = {"read": _read_only, "hot": _through("parts")}
 
 
 def _peak_memory() -> int:
