@@ -249,8 +249,10 @@ sessions AS (
                    AS ROW(first_seen DOUBLE, last_seen DOUBLE, country VARCHAR, requests BIGINT)))
       FILTER (WHERE facet = 'address' AND country IS NOT NULL) AS country_cells,
     slice(array_sort(array_agg(c_ip) FILTER (WHERE facet = 'address' AND c_ip IS NOT NULL)), 1, 50) AS ip_list,
-    max_by(channel_lo, segments) FILTER (WHERE facet = 'address' AND segments > 0 AND channel_lo = channel_hi)
-      AS main_channel,
+    -- the channel of the address that fetched the most segments of one channel; a tie goes to the alphabetically
+    -- last channel (the key orders by segments, then by name), not to whichever row the engine happened to meet last
+    max_by(channel_lo, lpad(CAST(segments AS VARCHAR), 20, '0') || channel_lo)
+      FILTER (WHERE facet = 'address' AND segments > 0 AND channel_lo = channel_hi) AS main_channel,
     count(minute) FILTER (WHERE facet = 'minute') AS active_minutes,
     max(ips) FILTER (WHERE facet = 'minute') AS max_ips_per_minute,
     max(prefixes) FILTER (WHERE facet = 'minute') AS max_prefixes_per_minute,
@@ -299,8 +301,9 @@ SELECT
   channel_list AS channels,
   user_agent_list AS user_agents,
   ip_list AS ips,
-  -- (first_seen, last_seen, country, requests) of each address, for travel: only when the session moved
-  CASE WHEN coalesce(cardinality(country_list), 0) > 1 THEN country_cells END AS country_cells,
+  -- (first_seen, last_seen, country, requests) of each address, for travel: only when the session moved (in order,
+  -- so that one window always gives the same rows)
+  CASE WHEN coalesce(cardinality(country_list), 0) > 1 THEN array_sort(country_cells) END AS country_cells,
   per_minute,
   -- the distinct token segments (<session_id>.<jwt>) of the session's served media requests, the first 16 in
   -- alphabetical order (a session normally has one or two): each token's exp bounds the session's revocation

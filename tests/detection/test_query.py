@@ -6,6 +6,7 @@ import ipaddress
 from typing import Any
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 import pytest
 import sqlglot
@@ -294,3 +295,33 @@ def test_tokens_of_a_generated_corpus_parse_to_the_generators_exp(generated) -> 
         assert {token_expiry(t) for t in row["tokens"]} == {int(labels.loc[session_id, "exp"])}
     forged = labels.index[labels["kind"] == "forged_requests"]
     assert len(forged) and all(len(by_session[s]["tokens"]) == 1 for s in forged)  # the 403s add nothing
+
+
+def in_any_order(reqs: list[dict[str, Any]], runs: int = 8) -> list[dict[str, dict[str, Any]]]:
+    """The features of the same records, fed to DuckDB (two threads) in ``runs`` different orders."""
+    reqs = [{"sc_bytes": 100_000 + i, **r} for i, r in enumerate(reqs)]  # not drawn at random in record order
+    out = []
+    for seed in range(runs):
+        order = np.random.default_rng(seed).permutation(len(reqs))
+        out.append(features(logs_view([reqs[i] for i in order], duckdb.connect(config={"threads": 2}))))
+    return out
+
+
+def test_the_main_channel_of_a_tie_is_the_same_whatever_the_order_of_the_records() -> None:
+    # two addresses, each on a channel of its own, with as many segments each: the policy takes the main channel's
+    # real-time pace, so a tie must not be settled by the order in which the engine happens to meet the rows
+    reqs = playback(SID, Viewer("198.51.100.7"), start=T0 + 10, duration=120, channel="ch05-music")
+    reqs += playback(SID, Viewer("203.0.113.9"), start=T0 + 10, duration=120, channel="ch02-sports")
+    reqs += playback(SID, Viewer("192.0.2.44"), start=T0 + 10, duration=60, channel="ch09-local")  # fewer segments
+    # the most segments, and on a tie the alphabetically last channel
+    assert {run[SID]["main_channel"] for run in in_any_order(reqs)} == {"ch05-music"}
+
+
+def test_the_same_records_in_any_order_give_the_same_features() -> None:
+    # a session served in three countries (the travel cells are listed) by addresses of two networks
+    reqs = playback(SID, Viewer("198.51.100.7", country="DE"), start=T0 + 10, duration=90)
+    reqs += playback(SID, Viewer("203.0.113.9", asn=7922, country="US"), start=T0 + 200, duration=90, master=False)
+    reqs += playback(SID, Viewer("192.0.2.44", country="FR"), start=T0 + 400, duration=90, master=False)
+    runs = in_any_order(reqs)
+    assert len(runs[0][SID]["country_cells"]) == 3
+    assert all(run == runs[0] for run in runs[1:])
