@@ -17,7 +17,7 @@ from pathlib import Path
 
 import duckdb
 
-from detection.logs import InputError, InputReport, LogFile, list_log_files, open_logs
+from detection.logs import InputError, InputReport, LogFile, open_logs, sql_string
 from detection.schema import Field, fields_text
 
 __all__ = ["convert_to_parquet"]
@@ -49,10 +49,8 @@ def convert_to_parquet(
     is called as files complete. Raises ``InputError`` when the input is unusable (no files, no field list,
     unknown field, not one valid record)."""
     src, dst = Path(source), Path(destination)
-    probe = open_logs(src, fields=fields, view="convert_probe")  # the field list, resolved once for every file
-    parsed = probe.fields
-    probe.close()
-    files, _ = list_log_files(src)
+    with open_logs(src, fields=fields, view="convert_probe") as probe:  # the field list, resolved once for every file
+        parsed, files = probe.fields, probe.files
     tsv = [f for f in files if f.kind != "parquet"]
     if not tsv:
         raise InputError(f"no TSV log files under {src}")
@@ -67,7 +65,7 @@ def convert_to_parquet(
         con.execute("SET threads = 1")  # gzip is read by one thread per file: parallelism comes from the pool
         with open_logs(item.path, con, fields=parsed, view="convert_file") as logs:
             copy = (
-                f"COPY (SELECT * FROM convert_file) TO '{str(target).replace(chr(39), chr(39) * 2)}' "
+                f"COPY (SELECT * FROM convert_file) TO {sql_string(str(target))} "
                 f"(FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL {int(compression_level)}, "
                 f"ROW_GROUP_SIZE {int(row_group_size)})"
             )

@@ -27,7 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from detection.config import DetectionConfig
-from detection.logs import InputError, LogInput, open_logs
+from detection.logs import InputError, LogInput, open_logs, sql_string
 from detection.policy import score_sessions
 from detection.query import FEATURES, QueryError, load_query, prepare_relation
 from detection.schema import Field
@@ -40,7 +40,6 @@ __all__ = [
     "InputError",
     "QueryError",
     "detect",
-    "newest_record",
     "run_window",
 ]
 
@@ -60,28 +59,6 @@ class DetectRun:
 
     def to_dict(self) -> dict[str, Any]:
         return {"sessions": [v.to_dict() for v in self.verdicts], "stats": self.stats}
-
-
-def _sql_string(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
-
-
-def newest_record(logs: LogInput) -> float | None:
-    """Timestamp of the newest record: from the Parquet footers' statistics when every file is Parquet (no scan),
-    else by scanning the newest hour folders (:meth:`LogInput.newest_timestamp`)."""
-    files = logs._all_files  # noqa: SLF001 - the input layer's file list
-    if files and all(f.kind == "parquet" for f in files):
-        paths = "[" + ", ".join(_sql_string(str(f.path)) for f in files) + "]"
-        try:
-            row = logs.con.execute(
-                f"SELECT max(TRY_CAST(stats_max AS DOUBLE)), count(*), count(stats_max) "
-                f"FROM parquet_metadata({paths}) WHERE path_in_schema = 'timestamp'"
-            ).fetchone()
-        except duckdb.Error:
-            row = None
-        if row and row[0] is not None and row[1] == row[2]:
-            return float(row[0])
-    return logs.newest_timestamp()
 
 
 def run_window(
@@ -167,7 +144,7 @@ def detect(
                     clock = time.perf_counter()
                     newest = None
                     if now is None:
-                        newest = newest_record(logs_input)
+                        newest = logs_input.newest_timestamp()
                         if newest is None:
                             logs_input.report(records_read=0)  # raises InputError saying why (every line rejected)
                             raise InputError(f"no log record in {logs}")
@@ -182,7 +159,7 @@ def detect(
                     if spilling or not own or not memory_limit:
                         raise
                     spill = tempfile.TemporaryDirectory(prefix="detect-spill-")
-                    con.execute(f"SET temp_directory = {_sql_string(spill.name)}")
+                    con.execute(f"SET temp_directory = {sql_string(spill.name)}")
     finally:
         if own:
             con.close()

@@ -27,7 +27,7 @@ import pandas as pd
 import pyarrow.compute as pc
 
 from detection.config import DetectionConfig
-from detection.detect import DEFAULT_MEMORY_LIMIT, DEFAULT_WINDOW_MINUTES, newest_record, run_window
+from detection.detect import DEFAULT_MEMORY_LIMIT, DEFAULT_WINDOW_MINUTES, run_window
 from detection.logs import InputError, open_logs
 from detection.query import BASELINE, load_query
 from detection.verdicts import Action
@@ -127,7 +127,7 @@ def _span(root: Path, logs: Any) -> tuple[float, float]:
         data = json.loads(summary.read_text(encoding="utf-8"))
         if "start_epoch" in data and "end_epoch" in data:
             return float(data["start_epoch"]), float(data["end_epoch"])
-    newest = newest_record(logs)
+    newest = logs.newest_timestamp()
     if newest is None:
         raise InputError(f"no log record in {root}")
     oldest = logs.con.execute(f"SELECT min(timestamp) FROM {logs.view}").fetchone()[0]

@@ -51,6 +51,7 @@ __all__ = [
     "MAX_LINE_BYTES",
     "SKIP_KINDS",
     "list_log_files",
+    "sql_string",
     "open_logs",
     "partition_start",
 ]
@@ -210,9 +211,9 @@ def list_log_files(
         rel = {root: root.name}
     elif root.is_dir():
         candidates = sorted(p for p in root.rglob("*") if p.is_file() and not _is_metadata(p))
-        rel = {p: p.relative_to(root).as_posix() for p in candidates}
-        if any(partition_start(r) is not None for r in rel.values()):
-            candidates = [p for p in candidates if partition_start(rel[p]) is not None]
+        hours = {p: partition_start(p.relative_to(root).as_posix()) for p in candidates}
+        if any(hour is not None for hour in hours.values()):
+            candidates = [p for p in candidates if hours[p] is not None]
     else:
         raise InputError(f"log input not found: {root}")
 
@@ -222,23 +223,27 @@ def list_log_files(
         size = p.stat().st_size
         if size == 0:
             continue
-        hour = partition_start(rel[p])
+        hour = hours.get(p) if root.is_dir() else partition_start(root.name)
         item = LogFile(path=p, size=size, kind=_sniff(p), partition=hour, delivered=_firehose_time(p.name))
-        if window is not None and hour is not None:
-            start, end = window
-            if hour + 3600 <= start - slack or hour >= end + slack:
-                pruned.append(item)
-                continue
-        selected.append(item)
+        (pruned if window is not None and _outside(item, window, slack) else selected).append(item)
     return selected, pruned
 
 
-def _sql_str(value: str) -> str:
+def _outside(item: LogFile, window: tuple[float, float], slack: float) -> bool:
+    """Whether the file's hour folder cannot hold a record of ``window`` (a file outside hour folders can)."""
+    if item.partition is None:
+        return False
+    start, end = window
+    return item.partition + 3600 <= start - slack or item.partition >= end + slack
+
+
+def sql_string(value: str) -> str:
+    """``value`` as a SQL string literal (for the paths and names DuckDB takes only as literals)."""
     return "'" + value.replace("'", "''") + "'"
 
 
 def _sql_list(paths: Iterable[str]) -> str:
-    return "[" + ", ".join(_sql_str(p) for p in paths) + "]"
+    return "[" + ", ".join(sql_string(p) for p in paths) + "]"
 
 
 def _float(value: float) -> str:
@@ -303,7 +308,9 @@ class LogInput:
             if "timestamp" not in {f.column for f in self.fields}:
                 raise InputError("a time window needs the timestamp field in the field list")
             window = (start, end)
-            self.files, self.pruned = list_log_files(self.path, window, self.slack)
+            # the files listed when the input was opened, not a second walk of the folder
+            self.files = [f for f in self._all_files if not _outside(f, window, self.slack)]
+            self.pruned = [f for f in self._all_files if _outside(f, window, self.slack)]
         else:
             self.files, self.pruned = list(self._all_files), []
         self.window = window
@@ -315,13 +322,13 @@ class LogInput:
             return from_folder
         parquet = [f for f in self._all_files if f.kind == "parquet"]
         if parquet and len(parquet) == len(self._all_files):
-            names = ", ".join(_sql_str(c) for c in FIELDS_BY_COLUMN)
+            names = ", ".join(sql_string(c) for c in FIELDS_BY_COLUMN)
             for item in parquet:  # the first readable file's columns
                 try:
                     columns = [
                         row[0]
                         for row in self.con.execute(
-                            f"SELECT name FROM parquet_schema({_sql_str(str(item.path))}) WHERE name IN ({names})"
+                            f"SELECT name FROM parquet_schema({sql_string(str(item.path))}) WHERE name IN ({names})"
                         ).fetchall()
                     ]
                 except duckdb.Error:
@@ -336,11 +343,11 @@ class LogInput:
         )
 
     def _csv_options(self) -> str:
-        columns = "{" + ", ".join(f"{_sql_str(f.column)}: {_sql_str(f.sql_type)}" for f in self.fields) + "}"
+        columns = "{" + ", ".join(f"{sql_string(f.column)}: {sql_string(f.sql_type)}" for f in self.fields) + "}"
         return (
             f"columns={columns}, delim='\\t', quote='', escape='', header=false, nullstr='-', auto_detect=false, "
-            f"max_line_size={MAX_LINE_BYTES}, store_rejects=true, rejects_table={_sql_str(self._rejects)}, "
-            f"rejects_scan={_sql_str(self._reject_scans)}"
+            f"max_line_size={MAX_LINE_BYTES}, store_rejects=true, rejects_table={sql_string(self._rejects)}, "
+            f"rejects_scan={sql_string(self._reject_scans)}"
         )
 
     def _describe_parquet(self, paths: list[str]) -> dict[str, str]:
@@ -463,6 +470,16 @@ class LogInput:
         if "timestamp" not in {f.column for f in self.fields}:
             raise InputError("the field list has no timestamp field")
         files = self._all_files
+        if all(f.kind == "parquet" for f in files):  # no scan: the newest of the footers' maxima
+            try:
+                row = self.con.execute(
+                    f"SELECT max(TRY_CAST(stats_max AS DOUBLE)), count(*), count(stats_max) "
+                    f"FROM parquet_metadata({_sql_list(str(f.path) for f in files)}) WHERE path_in_schema = 'timestamp'"
+                ).fetchone()
+            except duckdb.Error:
+                row = None
+            if row and row[0] is not None and row[1] == row[2]:
+                return float(row[0])
         hours = [f.partition for f in files if f.partition is not None]
         delivered = [f.delivered for f in files if f.delivered is not None]
         if delivered and len(delivered) == len(files):
@@ -505,7 +522,7 @@ class LogInput:
         if self._workdir is None:
             self._workdir = Path(tempfile.mkdtemp(prefix="cf-logs-salvage-"))
         target = self._workdir / f"{len(self._repaired)}-{item.path.name}.tsv"
-        numeric = frozenset(i for i, f in enumerate(self.fields) if f.sql_type != "VARCHAR")
+        numeric = frozenset(i for i, f in enumerate(self.fields) if f.is_numeric)
         repair = _repair_copy(item.path, target, gz=item.kind == "tsv.gz", fields=len(self.fields), numeric=numeric)
         repaired = []
         if repair.carriage_returns:
