@@ -53,7 +53,6 @@ LABELS = {
     "detect": "detect, end to end",
     "detect_newest": "detect (newest-record window)",
 }
-GIB = 1024**3
 
 
 # -- one measurement, in a child process -------------------------------------------------------------------------------

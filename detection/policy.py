@@ -121,10 +121,6 @@ class PolicyResult:
     verdicts: list[Verdict]
     stats: dict[str, Any] = field(default_factory=dict)
 
-    @property
-    def revoked(self) -> list[str]:
-        return [v.session_id for v in self.verdicts if v.action is Action.REVOKE]
-
     def counts(self) -> dict[str, Any]:
         """Sessions scored, flagged, and flagged per action and reason: the verdict part of a run's stats (detect's
         JSON, the workflow's score step)."""
