@@ -51,10 +51,11 @@ from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from functools import cache
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics, single_metric
+from aws_lambda_powertools import single_metric
 from aws_lambda_powertools.metrics import MetricUnit
 
-from detection.schema import DETECTION_FIELDS, Field, parse_fields
+from detection.schema import DETECTION_FIELDS, MAX_LINE_BYTES, NUMBER_SPACE, Field, parse_fields
+from edge.lambda_support import powertools
 
 __all__ = [
     "INT_RANGES",
@@ -70,8 +71,6 @@ __all__ = [
     "transform_records",
 ]
 
-#: Longest line accepted (bytes, without the line break); equal to :data:`detection.logs.MAX_LINE_BYTES` (tested).
-MAX_LINE_BYTES = 64 * 1024
 NULL = "-"
 FIELDS_ENV = "LOG_FIELDS"
 
@@ -84,7 +83,6 @@ INT_RANGES: dict[str, tuple[int, int]] = {
 OUTCOMES = ("allowed", "denied-401", "denied-403", "denied-other")
 FUNCTION_RESPONSE = "FunctionGeneratedResponse"
 
-_SPACE = " \t\n\v\f\r"
 _DIGITS = r"[0-9](?:_?[0-9])*"
 _NUMBER = re.compile(rf"[+-]?(?:{_DIGITS}(?:\.(?:{_DIGITS})?)?|\.{_DIGITS})(?:[eE][+-]?{_DIGITS})?\Z")
 _HEX = re.compile(r"0[xX][0-9a-fA-F](?:_?[0-9a-fA-F])*\Z")
@@ -138,7 +136,7 @@ def parse_value(text: str, sql_type: str) -> Any:
         return None
     if sql_type == "VARCHAR":
         return text
-    stripped = text.strip(_SPACE)
+    stripped = text.strip(NUMBER_SPACE)
     if not stripped or not stripped.isascii():
         raise ValueError("not a number")
     if sql_type == "DOUBLE":
@@ -152,15 +150,16 @@ def parse_line(line: str | bytes, fields: Sequence[Field]) -> dict[str, Any] | N
     if isinstance(line, bytes):
         if len(line.rstrip(b"\r\n")) > MAX_LINE_BYTES:
             raise LineError("line_too_long", f"line longer than {MAX_LINE_BYTES} bytes")
+        raw = line.removesuffix(b"\n").removesuffix(b"\r")
+        size = len(raw)  # the UTF-8 length, without encoding the decoded text again
         try:
-            line = line.decode("utf-8")
+            line = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise LineError("binary", f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    if line.endswith("\n"):
-        line = line[:-1]
-    if line.endswith("\r"):
-        line = line[:-1]
-    if len(line.encode("utf-8")) > MAX_LINE_BYTES:
+    else:
+        line = line.removesuffix("\n").removesuffix("\r")
+        size = len(line.encode("utf-8"))
+    if size > MAX_LINE_BYTES:
         raise LineError("line_too_long", f"line longer than {MAX_LINE_BYTES} bytes")
     if not line:
         return None
@@ -253,10 +252,9 @@ def configured_fields() -> tuple[Field, ...]:
 
 # -- Lambda -----------------------------------------------------------------------------------------------------
 
-SERVICE = os.getenv("POWERTOOLS_SERVICE_NAME") or "media-shield"
-NAMESPACE = os.getenv("POWERTOOLS_METRICS_NAMESPACE") or "MediaShield"
-logger = Logger(service=SERVICE)
-metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
+observability = powertools("media-shield")
+logger, metrics, SERVICE = observability.logger, observability.metrics, observability.service
+NAMESPACE = metrics.namespace
 
 
 @metrics.log_metrics

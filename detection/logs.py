@@ -40,7 +40,7 @@ from typing import Any, TypeVar
 
 import duckdb
 
-from detection.schema import FIELDS_BY_COLUMN, Field, SchemaError, parse_fields
+from detection.schema import FIELDS_BY_COLUMN, MAX_LINE_BYTES, NUMBER_SPACE, Field, SchemaError, parse_fields
 
 __all__ = [
     "DEFAULT_SLACK_SECONDS",
@@ -57,10 +57,6 @@ __all__ = [
 ]
 
 T = TypeVar("T")
-
-#: Longest line accepted. CloudFront caps URLs at 8 KB and truncates header fields to 800 bytes, so a real record
-#: with every field stays well below this; anything longer is not a CloudFront record.
-MAX_LINE_BYTES = 64 * 1024
 
 #: How far (seconds) a Firehose hour folder may be from the event times it holds. Firehose names the folder after the
 #: arrival time of the oldest record in the object and buffers up to 900 s, and records arrive a little after the
@@ -656,7 +652,7 @@ class LogInput:
 #: writes (it URL-encodes what it logs); the first one the file does not contain is used.
 _CR_MARKERS = (b"\x1a", b"\x1c", b"\x1d", b"\x1e", b"\x1f", b"\x0e", b"\x0f", b"\x10", b"\x11", b"\x12")
 #: What DuckDB's casts trim around a number (the carriage return among them).
-_NUMBER_SPACE = b" \t\n\v\f\r"
+_NUMBER_SPACE = NUMBER_SPACE.encode()
 
 
 @dataclass(frozen=True)

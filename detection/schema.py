@@ -26,6 +26,8 @@ __all__ = [
     "DETECTION_FIELDS",
     "FIELDS_BY_COLUMN",
     "FIELDS_BY_NAME",
+    "MAX_LINE_BYTES",
+    "NUMBER_SPACE",
     "Field",
     "SchemaError",
     "athena_columns",
@@ -39,6 +41,13 @@ __all__ = [
 class SchemaError(ValueError):
     """A field list that CloudFront could not have produced (unknown name, wrong order, duplicate, empty)."""
 
+
+#: Longest log line accepted (bytes, without the line break), by the local reader and the Firehose transformation.
+#: CloudFront caps URLs at 8 KB and truncates header fields to 800 bytes, so a real record with every field stays
+#: well below this; anything longer is not a CloudFront record.
+MAX_LINE_BYTES = 64 * 1024
+#: What DuckDB's numeric casts trim around a number (the Firehose transformation trims the same).
+NUMBER_SPACE = " \t\n\v\f\r"
 
 _ATHENA = {"VARCHAR": "string", "DOUBLE": "double", "BIGINT": "bigint", "INTEGER": "int"}
 
