@@ -46,8 +46,9 @@ import pyarrow.parquet as pq
 from detection.schema import DETECTION_FIELDS, Field, fields_text, parse_fields
 from detection.scenarios import (
     DEFAULT_HOST,
-    EDGES,
     RENDITIONS,
+    _REQUEST_ID_ALPHABET,
+    _edge_for,
     _fixed3,
     _request_ids,
     encode_user_agent,
@@ -154,6 +155,9 @@ _MARKET = {"DE": 0.34, "US": 0.2, "GB": 0.1, "FR": 0.08, "ES": 0.05, "IT": 0.05,
 _FAR = ("US", "BR", "JP", "IN", "SG", "AU", "MX", "VN", "ID", "TR", "DE", "GB", "CA")
 _NEAR = {"DE": ("AT", "CH", "NL", "PL", "FR"), "US": ("CA", "MX"), "GB": ("FR", "NL"), "FR": ("ES", "DE", "IT"),
          "ES": ("FR", "IT"), "IT": ("FR", "AT", "CH"), "NL": ("DE", "GB")}  # fmt: skip
+_MARKET_NAMES = list(_MARKET)
+_MARKET_WEIGHTS = np.array([_MARKET[c] for c in _MARKET_NAMES])
+_MARKET_SHARES = _MARKET_WEIGHTS / _MARKET_WEIGHTS.sum()
 
 # device -> (user agents, top rendition index, bandwidth range bytes/s, referer)
 _UA = {
@@ -264,8 +268,7 @@ class _World:
         self.ip_asn.append(asn)
         self.ip_country.append(country)
         self.ip_v6.append(":" in text)
-        edges = EDGES.get(country, EDGES["*"])
-        self.ip_edge.append(edges[zlib.crc32(text.encode()) % len(edges)])
+        self.ip_edge.append(_edge_for(country, text))
         return len(self.ip) - 1
 
     def cgnat_address(self, asn: int, country: str, pool: int) -> int:
@@ -280,9 +283,7 @@ class _World:
     def country(self, pool: Sequence[str] | None = None) -> str:
         if pool is not None:
             return str(pool[int(self.rng.integers(0, len(pool)))])
-        names = list(_MARKET)
-        p = np.array([_MARKET[c] for c in names])
-        return names[int(self.rng.choice(len(names), p=p / p.sum()))]
+        return _MARKET_NAMES[int(self.rng.choice(len(_MARKET_NAMES), p=_MARKET_SHARES))]
 
     def asn(self, country: str, mobile: bool = False) -> int:
         residential, mobiles = _ACCESS[country]
@@ -618,13 +619,19 @@ def _within(counts: np.ndarray) -> np.ndarray:
     return np.arange(total, dtype=np.int64) - starts
 
 
-def _requests(streams: _Streams, world: _World, rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """Every request of every player, as arrays (vectorised)."""
+def _per_stream(streams: _Streams, world: _World) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+    """Each player's columns as arrays, and its content's segment duration (seconds) and whether it is live."""
     c = {k: np.asarray(v) for k, v in streams.cols.items()}
+    seg = np.array([world.contents[i][1] for i in c["content"]], dtype=np.float64)
+    live = np.array([world.contents[i][2] for i in c["content"]], dtype=bool)
+    return c, seg, live
+
+
+def _requests(
+    streams: _Streams, c: dict[str, np.ndarray], seg: np.ndarray, live: np.ndarray, rng: np.random.Generator
+) -> dict[str, np.ndarray]:
+    """Every request of every player, as arrays (vectorised); ``c``, ``seg``, ``live``: :func:`_per_stream`."""
     n_streams = len(streams)
-    content = c["content"]
-    seg = np.array([world.contents[i][1] for i in content], dtype=np.float64)
-    live = np.array([world.contents[i][2] for i in content], dtype=bool)
     speed = c["speed"].astype(np.float64)
     step = seg / speed
     pause_len = np.nan_to_num(c["pause1"] - c["pause0"], nan=0.0)
@@ -766,9 +773,8 @@ def _kind_counts(sessions: int, pirate_share: float | None) -> dict[str, int]:
 
 
 def _session_ids(rng: np.random.Generator, n: int) -> list[str]:
-    alphabet = np.frombuffer(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_", dtype=np.uint8)
     lengths = rng.integers(16, 33, n)
-    chars = alphabet[rng.integers(0, 64, (n, 32))]
+    chars = _REQUEST_ID_ALPHABET[rng.integers(0, 64, (n, 32))]  # base64url, like a request id
     out, seen = [], set()
     for i in range(n):
         sid = chars[i, : lengths[i]].tobytes().decode("ascii")
@@ -796,7 +802,7 @@ def generate_corpus(
     under ``out_dir`` (see the module docstring). ``pirate_share`` overrides the pirate fraction (default about
     3 %); ``progress(records_written, records_total)`` is called after each file. Deterministic given ``seed``."""
     clock = time.perf_counter()
-    parsed = list(fields) if all(isinstance(f, Field) for f in fields) else parse_fields(fields)
+    parsed = parse_fields(fields)
     if sessions < 1 or minutes <= 0:
         raise ValueError("sessions must be at least 1 and minutes positive")
     root = Path(out_dir)
@@ -815,7 +821,8 @@ def generate_corpus(
     for s, kind in enumerate(kinds):
         builder.build(s, kind)
 
-    req = _requests(streams, world, rng)
+    c, stream_seg, stream_live = _per_stream(streams, world)
+    req = _requests(streams, c, stream_seg, stream_live, rng)
     st = req["stream"]
     session_of_stream = np.asarray(streams.cols["session"], dtype=np.int32)
     req["session"] = session_of_stream[st]
@@ -827,12 +834,11 @@ def generate_corpus(
                      world, rng) if len(forged_sessions) else None  # fmt: skip
 
     # per-request attributes
-    c = {k: np.asarray(v) for k, v in streams.cols.items()}
     n = n_main + (len(forged["t"]) if forged else 0)
     kind = req["kind"]
     rend = req["rend"].astype(np.int64)
-    seg_sec = np.array([world.contents[i][1] for i in c["content"]])[st]
-    live = np.array([world.contents[i][2] for i in c["content"]])[st]
+    seg_sec = stream_seg[st]
+    live = stream_live[st]
     status = np.full(n_main, 200, dtype=np.int32)
     u = rng.random(n_main)
     is_seg = kind == _SEGMENT
@@ -856,14 +862,15 @@ def generate_corpus(
     bw = c["bw"][st]
     time_taken = ttfb + body / bw * rng.uniform(0.7, 1.3, n_main)
 
+    first_session, first_stream_index = np.unique(session_of_stream, return_index=True)  # each session's first player
+
     # forged requests: append
     if forged:
         nf = len(forged["t"])
         fsess = forged["session"]
         # a segment path of the session's first player's content
         first_stream = np.full(sessions, -1, dtype=np.int64)
-        present, first_index = np.unique(session_of_stream, return_index=True)
-        first_stream[present] = first_index
+        first_stream[first_session] = first_stream_index
         fst = first_stream[fsess].astype(np.int32)
         req = {
             "stream": np.concatenate([st, fst]),
@@ -893,8 +900,7 @@ def generate_corpus(
     exp = np.zeros(sessions, dtype=np.int64)
     prefixes = []
     session_content = np.full(sessions, -1, dtype=np.int64)
-    present, first_index = np.unique(session_of_stream, return_index=True)
-    session_content[present] = c["content"][first_index]
+    session_content[first_session] = c["content"][first_stream_index]
     session_t0 = np.full(sessions, np.inf)
     np.minimum.at(session_t0, session_of_stream, c["t0"])
     played: dict[int, set[str]] = {}

@@ -409,7 +409,7 @@ def records(
     seed: int = 0,
 ) -> list[str]:
     """Requests (dicts, DataFrame or Arrow table) -> real-time log lines (no trailing newline), defaults filled."""
-    parsed = parse_fields(fields) if not all(isinstance(f, Field) for f in fields) else list(fields)
+    parsed = parse_fields(fields)
     table = complete(requests, seed=seed)
     order = np.argsort(np.asarray(table["timestamp"].to_numpy(zero_copy_only=False), dtype=np.float64), kind="stable")
     return tsv_lines(table.take(pa.array(order)), parsed).to_pylist()
@@ -456,7 +456,7 @@ def write_firehose(
 ) -> list[Path]:
     """Write requests in Firehose's layout under ``out_dir`` (one gzip object per ``seconds_per_file`` of records,
     in the hour folder of its oldest record) and the ``fields.txt``. Returns the files written."""
-    parsed = parse_fields(fields) if not all(isinstance(f, Field) for f in fields) else list(fields)
+    parsed = parse_fields(fields)
     root = Path(out_dir)
     root.mkdir(parents=True, exist_ok=True)
     (root / "fields.txt").write_text(fields_text(parsed), encoding="utf-8")
