@@ -9,13 +9,14 @@ detail).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-__all__ = ["ALLOW_LISTED", "MONITOR_MODE", "Action", "Reason", "Verdict", "jsonable"]
+from detection.ledger.base import plain_json
+
+__all__ = ["ALLOW_LISTED", "MONITOR_MODE", "Action", "Reason", "Verdict"]
 
 #: Reason codes of the mode adjustments (the same codes detection.revocation uses).
 ALLOW_LISTED = "allow-listed"
@@ -29,27 +30,6 @@ class Action(str, Enum):
 
     def __str__(self) -> str:
         return self.value
-
-
-def jsonable(value: Any) -> Any:
-    """Plain JSON values: numpy scalars and arrays, tuples, sets, NaN (-> None)."""
-    if value is None or isinstance(value, (bool, str)):
-        return value
-    if isinstance(value, int):
-        return int(value)
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if hasattr(value, "item") and not hasattr(value, "__len__"):  # numpy scalar
-        return jsonable(value.item())
-    if isinstance(value, Mapping):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, (set, frozenset)):
-        return [jsonable(v) for v in sorted(value, key=str)]
-    if hasattr(value, "tolist"):  # numpy array
-        return jsonable(value.tolist())
-    if isinstance(value, (list, tuple)):
-        return [jsonable(v) for v in value]
-    return str(value)
 
 
 @dataclass(frozen=True)
@@ -67,8 +47,8 @@ class Reason:
             "code": self.code,
             "detail": self.detail,
             "weight": round(float(self.weight), 4),
-            "values": jsonable(dict(self.values)),
-            "thresholds": jsonable(dict(self.thresholds)),
+            "values": plain_json(dict(self.values)),
+            "thresholds": plain_json(dict(self.thresholds)),
         }
 
 
@@ -92,7 +72,7 @@ class Verdict:
             "score": round(float(self.score), 4),
             "action": self.action.value,
             "reasons": [r.to_dict() for r in self.reasons],
-            "features": jsonable(dict(self.features)),
+            "features": plain_json(dict(self.features)),
         }
 
     def to_ledger(self, run_id: str, decided_at: float) -> Any:
@@ -105,7 +85,7 @@ class Verdict:
             run_id=run_id,
             score=float(self.score),
             reasons=tuple(LedgerReason(code=r.code, detail=r.detail[:2000]) for r in self.reasons),
-            features=jsonable(dict(self.features)),
+            features=dict(self.features),  # the ledger's model makes them plain JSON
             action=self.action.value,
             decided_at=decided_at,
         )

@@ -52,6 +52,7 @@ __all__ = [
     "Verdict",
     "is_manual",
     "normalise_verdicts",
+    "plain_json",
     "plan_revoke",
 ]
 
@@ -144,7 +145,7 @@ class Verdict(_Model):
     def _plain_features(cls, value: Any) -> Any:
         if not isinstance(value, Mapping):
             return value
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): plain_json(v) for k, v in value.items()}
 
 
 class Revocation(_Model):
@@ -267,9 +268,9 @@ def normalise_verdicts(run_id: str, verdicts: Iterable[Verdict | Mapping[str, An
     return out
 
 
-def _jsonable(value: Any) -> Any:
-    """Features as plain JSON values (numpy/pandas scalars unwrapped, tuples as lists, NaN/inf as None), so every
-    backend stores and returns exactly the same thing."""
+def plain_json(value: Any) -> Any:
+    """Plain JSON values (numpy/pandas scalars unwrapped, tuples and sets as lists, NaN/inf as None): a verdict's
+    features as every ledger backend stores and returns them, and the verdicts' own JSON."""
     if value is None or isinstance(value, (str, bool)):
         return value
     if isinstance(value, int):
@@ -277,19 +278,19 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): plain_json(v) for k, v in value.items()}
     if isinstance(value, (list, tuple, set, frozenset)):
         items = sorted(value, key=repr) if isinstance(value, (set, frozenset)) else value
-        return [_jsonable(v) for v in items]
+        return [plain_json(v) for v in items]
     item = getattr(value, "item", None)  # numpy / pandas scalars
     if callable(item):
         try:
-            return _jsonable(item())
+            return plain_json(item())
         except (TypeError, ValueError):
             pass
     tolist = getattr(value, "tolist", None)  # numpy arrays
     if callable(tolist):
-        return _jsonable(tolist())
+        return plain_json(tolist())
     return str(value)
 
 
