@@ -20,7 +20,7 @@ import tempfile
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import duckdb
 import pyarrow as pa
@@ -28,7 +28,7 @@ import pyarrow.compute as pc
 
 from detection.config import DetectionConfig
 from detection.logs import InputError, LogInput, open_logs, sql_string
-from detection.policy import score_sessions
+from detection.policy import PolicyResult, score_sessions
 from detection.query import FEATURES, QueryError, load_query, prepare_relation
 from detection.schema import Field
 from detection.verdicts import Verdict
@@ -39,6 +39,7 @@ __all__ = [
     "DetectRun",
     "InputError",
     "QueryError",
+    "WindowRun",
     "detect",
     "run_window",
 ]
@@ -50,15 +51,30 @@ DEFAULT_MEMORY_LIMIT = "1200MB"
 
 @dataclass
 class DetectRun:
-    """The verdicts of the flagged sessions (highest score first), the run's stats and the feature table."""
+    """The policy's result (the verdicts of the flagged sessions, highest score first), the run's stats and the
+    feature table."""
 
-    verdicts: list[Verdict]
+    policy: PolicyResult
     stats: dict[str, Any]
     window: tuple[float, float]
     features: pa.Table | None = field(default=None, repr=False)
 
+    @property
+    def verdicts(self) -> list[Verdict]:
+        return self.policy.verdicts
+
     def to_dict(self) -> dict[str, Any]:
         return {"sessions": [v.to_dict() for v in self.verdicts], "stats": self.stats}
+
+
+class WindowRun(NamedTuple):
+    """One window of an open input: the policy's result, the stats, the feature table, and the relation the
+    queries read (the input's view, or a view over it adding the optional columns the field list lacks)."""
+
+    policy: PolicyResult
+    stats: dict[str, Any]
+    features: pa.Table
+    relation: str
 
 
 def run_window(
@@ -67,7 +83,7 @@ def run_window(
     config: DetectionConfig,
     *,
     require_records: bool = True,
-) -> tuple[list[Verdict], dict[str, Any], pa.Table]:
+) -> WindowRun:
     """Features and verdicts for one window of an open input (the window's view is set here). Raises InputError
     for a window without any valid record unless ``require_records`` is false."""
     timings: dict[str, float] = {}
@@ -82,7 +98,6 @@ def run_window(
     clock = time.perf_counter()
     result = score_sessions(table, config)
     timings["policy"] = time.perf_counter() - clock
-    verdicts = result.verdicts
     named = pc.is_valid(table["session_id"]) if table.num_rows else pa.array([], pa.bool_())
     stats: dict[str, Any] = {
         "window": {"start": window[0], "end": window[1], "minutes": round((window[1] - window[0]) / 60.0, 3)},
@@ -95,7 +110,7 @@ def run_window(
         "input": report.to_dict(),
         "timings": {k: round(v, 4) for k, v in timings.items()},
     }
-    return verdicts, stats, table
+    return WindowRun(result, stats, table, relation)
 
 
 def detect(
@@ -153,7 +168,7 @@ def detect(
                         end = float(now)
                     located = time.perf_counter() - clock
                     window = (max(0.0, end - float(window_minutes) * 60.0), end)
-                    verdicts, stats, table = run_window(logs_input, window, config)
+                    policy, stats, table, _ = run_window(logs_input, window, config)
                     break
                 except duckdb.OutOfMemoryException:
                     if spilling or not own or not memory_limit:
@@ -179,4 +194,4 @@ def detect(
     # the window did not fit in the memory limit and ran again spilling to disk (about twice as slow): a sign to
     # shorten the window or raise memory_limit
     stats["spilled"] = spill is not None
-    return DetectRun(verdicts=verdicts, stats=stats, window=window, features=table if keep_features else None)
+    return DetectRun(policy=policy, stats=stats, window=window, features=table if keep_features else None)

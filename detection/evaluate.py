@@ -184,17 +184,16 @@ def evaluate_corpus(
             windows = _windows(*_span(root, log_input), window_minutes)
             query = load_query(BASELINE)
             for window in windows:
-                verdicts, stats, _ = run_window(log_input, window, config, require_records=False)
+                policy, stats, _, relation = run_window(log_input, window, config, require_records=False)
                 records += stats["records_read"]
                 for key in ("features_sql", "policy"):
                     timings[key] += stats["timings"][key]
-                for verdict in verdicts:
+                for verdict in policy.verdicts:
                     if verdict.action in (Action.REVOKE, Action.MONITOR):
                         revoked.add(verdict.session_id)
                     else:
                         flagged.add(verdict.session_id)
                 clock = time.perf_counter()
-                relation = f"{log_input.view}__detect" if stats["missing_fields"] else log_input.view
                 table = log_input.run(lambda c: query.run(c, window, relation=relation))
                 timings["baseline_sql"] += time.perf_counter() - clock
                 hits = table.filter(pc.fill_null(table["flagged"], False))["session_id"].to_pylist()

@@ -31,12 +31,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import pyarrow as pa
 import sqlglot
 from sqlglot import exp
 
-if TYPE_CHECKING:  # the Lambda functions build Athena text only: no DuckDB there
+if TYPE_CHECKING:  # the Lambda functions build Athena text only: no DuckDB there, and no pyarrow to start with
     import duckdb
+    import pyarrow as pa
 
 __all__ = [
     "BASELINE",

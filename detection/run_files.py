@@ -12,13 +12,13 @@ import io
 import json
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-import pyarrow as pa
-import pyarrow.parquet as pq
-
 from edge.files import replace_file
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 __all__ = ["LocalRunFiles", "RunFiles", "RunFilesError", "S3RunFiles", "open_run_files"]
 
@@ -56,6 +56,9 @@ class RunFiles(ABC):
         """The Parquet files under ``prefix`` as one table (``None`` when there is none: an empty result).
 
         The files of one UNLOAD share a schema; they are read one at a time (the table is one row per session)."""
+        import pyarrow as pa  # only the score step reads tables: the other functions start without pyarrow
+        import pyarrow.parquet as pq
+
         tables = []
         for uri in self.list(prefix):
             if uri.endswith(_NOT_DATA):

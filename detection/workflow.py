@@ -29,13 +29,10 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
-
-import pyarrow as pa
+from typing import TYPE_CHECKING, Any
 
 from detection.config import DetectionConfig
 from detection.ledger.base import Ledger, Revocation
-from detection.policy import score_sessions
 from detection.publisher import PublishResult, publish
 from detection.query import FEATURES, load_query
 from detection.revocation import RunRevocations, revoke_run
@@ -43,6 +40,11 @@ from detection.token_expiry import token_expiry
 from detection.verdicts import Verdict
 from edge.store import EdgeStore
 from edge.tokens import MAX_TTL_SECONDS
+
+if TYPE_CHECKING:  # pandas, numpy and pyarrow are imported by the score step only, not by every function's start
+    import pyarrow as pa
+
+    from detection.policy import PolicyResult
 
 __all__ = [
     "DEFAULT_PAGE_SIZE",
@@ -55,6 +57,7 @@ __all__ = [
     "ScoreOutcome",
     "WorkflowInputError",
     "plan_run",
+    "page_verdicts",
     "publish_summary",
     "record_page",
     "run_local",
@@ -212,20 +215,34 @@ def score_features(
     now: float,
     page_size: int = DEFAULT_PAGE_SIZE,
 ) -> ScoreOutcome:
-    """Score the per-session table of one window and cut the verdicts into pages of ``page_size`` items, each
-    ``{"verdict": <ledger verdict>, "token_exps": [...]}`` (highest score first)."""
+    """Score the per-session table of one window and cut the verdicts into pages (:func:`page_verdicts`)."""
+    from detection.policy import score_sessions
+
+    return page_verdicts(score_sessions(features, config), features, run_id=run_id, now=now, page_size=page_size)
+
+
+def page_verdicts(
+    result: PolicyResult,
+    features: pa.Table,
+    *,
+    run_id: str,
+    now: float,
+    page_size: int = DEFAULT_PAGE_SIZE,
+) -> ScoreOutcome:
+    """The verdicts of a scored window in pages of ``page_size`` items, each ``{"verdict": <ledger verdict>,
+    "token_exps": [...]}`` (highest score first), the tokens read from the flagged sessions' rows only."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     if page_size < 1:
         raise ValueError("page_size must be at least 1")
-    result = score_sessions(features, config)
     verdicts = result.verdicts
     tokens: dict[str, list[str]] = {}
     if verdicts and "tokens" in features.column_names:
-        flagged = {v.session_id for v in verdicts}
-        for session_id, listed in zip(
-            features.column("session_id").to_pylist(), features.column("tokens").to_pylist(), strict=True
-        ):
-            if session_id in flagged:
-                tokens[session_id] = list(listed or ())
+        flagged = pa.array([v.session_id for v in verdicts], pa.string())
+        rows = features.select(["session_id", "tokens"]).filter(pc.is_in(features["session_id"], value_set=flagged))
+        for session_id, listed in zip(rows["session_id"].to_pylist(), rows["tokens"].to_pylist(), strict=True):
+            tokens[session_id] = list(listed or ())
     items = [
         {
             "verdict": v.to_ledger(run_id, now).model_dump(mode="json"),
@@ -360,7 +377,7 @@ def run_local(
     start, end = run.window
     run_id = run_id_for(end)
     assert run.features is not None
-    score = score_features(run.features, config, run_id=run_id, now=end, page_size=page_size)
+    score = page_verdicts(run.policy, run.features, run_id=run_id, now=end, page_size=page_size)  # detect scored it
     pages = [record_page(ledger, run_id, page, now=end) for page in score.pages]
     fresh = [r for p in pages for r in p.fresh]
     published = publish(ledger, store, now=end, fresh=fresh)

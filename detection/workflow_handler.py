@@ -166,8 +166,10 @@ def score(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     files = _files(features_uri)
     table = files.read_table(features_uri)
     if table is None or table.num_rows == 0:
+        import pyarrow as pa
+
         logger.info("no session in the window", extra={"run_id": run_id})
-        return {"run_id": run_id, "sessions_scored": 0, "flagged": 0, "revoke": 0, "reasons": {}, "pages": []}
+        table = table if table is not None else pa.table({})  # no data file: scored like an empty table
     outcome = score_features(table, settings.config(), run_id=run_id, now=now, page_size=settings.page_size)
     for verdict in outcome.verdicts:
         logger.info(

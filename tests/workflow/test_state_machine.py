@@ -88,6 +88,11 @@ def test_an_empty_window_succeeds_and_still_publishes(pipeline: Pipeline, corpus
     assert "Publish" in states  # expired and lifted revocations are cleaned up every run
     assert run["output_json"]["score"]["flagged"] == 0
     assert pipeline.calls("record") == []
+    # the same summary as a scored window's, all zero
+    score = run["output_json"]["score"]
+    assert {k: score[k] for k in ("sessions_scored", "revoke", "flag", "monitor", "reasons", "pages")} == {
+        "sessions_scored": 0, "revoke": 0, "flag": 0, "monitor": 0, "reasons": {}, "pages": []
+    }
 
 
 def test_a_failed_query_alerts_and_fails_the_run(pipeline: Pipeline, corpus: dict[str, Any]) -> None:
