@@ -7,8 +7,8 @@
 - ``convert --logs SRC --out DST [--fields ...]`` writes Parquet of TSV logs.
 - ``evaluate --corpus DIR [--window MINUTES] [--json] [--config FILE]`` prints the evaluation table.
 
-Subcommands are registered in ``COMMANDS`` (name -> (add_arguments, run)); another module can add one (the
-``demo`` subcommand of the local pipeline) with :func:`register`.
+Subcommands are ``COMMANDS`` (name -> (add_arguments, run, help)), whose errors ``main`` reports, plus the
+revocation commands of :mod:`detection.revocation_cli`, which report their own.
 """
 
 from __future__ import annotations
@@ -24,17 +24,10 @@ from typing import Any, TextIO
 EXIT_OK, EXIT_BAD_INPUT = 0, 2
 
 Command = tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int], str]
-COMMANDS: dict[str, Command] = {}
 
 
 class UsageError(ValueError):
     """Bad input from the command line: printed as ``error: ...``, exit 2."""
-
-
-def register(name: str, add_arguments: Callable[[argparse.ArgumentParser], None],
-             run: Callable[[argparse.Namespace], int], help: str) -> None:  # noqa: A002 - argparse's word
-    """Add a subcommand (e.g. ``demo``, added by the local pipeline)."""
-    COMMANDS[name] = (add_arguments, run, help)
 
 
 def _positive_minutes(text: str) -> float:
@@ -181,12 +174,6 @@ def _evaluate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-register("detect", _detect_arguments, _detect, "detect pirated sessions in real-time logs (JSON verdicts)")
-register("generate", _generate_arguments, _generate, "write a labelled synthetic corpus")
-register("convert", _convert_arguments, _convert, "convert TSV logs to Parquet")
-register("evaluate", _evaluate_arguments, _evaluate, "evaluate detection and the baseline rule on a labelled corpus")
-
-
 # -- demo -----------------------------------------------------------------------------------------------------------
 
 
@@ -202,7 +189,13 @@ def _demo(args: argparse.Namespace) -> int:
     return run_demo(args)
 
 
-register("demo", _demo_arguments, _demo, "run the whole pipeline locally on generated traffic; write an HTML report")
+COMMANDS: dict[str, Command] = {
+    "detect": (_detect_arguments, _detect, "detect pirated sessions in real-time logs (JSON verdicts)"),
+    "generate": (_generate_arguments, _generate, "write a labelled synthetic corpus"),
+    "convert": (_convert_arguments, _convert, "convert TSV logs to Parquet"),
+    "evaluate": (_evaluate_arguments, _evaluate, "evaluate detection and the baseline rule on a labelled corpus"),
+    "demo": (_demo_arguments, _demo, "run the whole pipeline locally on generated traffic; write an HTML report"),
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
