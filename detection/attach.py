@@ -84,7 +84,6 @@ class Conflict:
     behavior: str
     what: str
     current: str
-    wanted: str
     hint: str
 
     def __str__(self) -> str:
@@ -183,11 +182,12 @@ def plan_attach(
 def _attach_function(plan: Plan, name: str, behavior: dict[str, Any], arn: str, replace: bool) -> None:
     functions = _items(behavior.get("FunctionAssociations"))
     current = next((f for f in functions if f.get("EventType") == VIEWER_REQUEST), None)
-    edge = [f for f in _items(behavior.get("LambdaFunctionAssociations")) if f.get("EventType") == VIEWER_REQUEST]
+    lambdas = _items(behavior.get("LambdaFunctionAssociations"))
+    edge = [f for f in lambdas if f.get("EventType") == VIEWER_REQUEST]
     blocked = False
     if current is not None and current.get("FunctionARN") != arn and not replace:
         plan.conflicts.append(Conflict(
-            name, "a viewer-request CloudFront Function", current.get("FunctionARN", "?"), arn,
+            name, "a viewer-request CloudFront Function", current.get("FunctionARN", "?"),
             "CloudFront runs one function per event type; --replace replaces it (its logic then no longer runs), "
             "or leave this behavior out with --behaviors",
         ))
@@ -195,7 +195,7 @@ def _attach_function(plan: Plan, name: str, behavior: dict[str, Any], arn: str, 
     for lam in edge:
         if not replace:
             plan.conflicts.append(Conflict(
-                name, "a Lambda@Edge viewer-request function", lam.get("LambdaFunctionARN", "?"), arn,
+                name, "a Lambda@Edge viewer-request function", lam.get("LambdaFunctionARN", "?"),
                 "a behavior cannot run a CloudFront Function and a Lambda@Edge function on the same event; "
                 "--replace removes the Lambda@Edge association, or leave this behavior out with --behaviors",
             ))
@@ -203,7 +203,7 @@ def _attach_function(plan: Plan, name: str, behavior: dict[str, Any], arn: str, 
     if blocked:
         return
     if edge:
-        kept = [f for f in _items(behavior.get("LambdaFunctionAssociations")) if f.get("EventType") != VIEWER_REQUEST]
+        kept = [f for f in lambdas if f.get("EventType") != VIEWER_REQUEST]
         _set_items(behavior, "LambdaFunctionAssociations", kept)
         for lam in edge:
             plan.changes.append(Change(name, "Lambda@Edge viewer-request function", lam.get("LambdaFunctionARN"), None))
@@ -220,7 +220,7 @@ def _attach_log_config(plan: Plan, name: str, behavior: dict[str, Any], arn: str
         return
     if current is not None and not replace:
         plan.conflicts.append(Conflict(
-            name, "a real-time log configuration", current, arn,
+            name, "a real-time log configuration", current,
             "a cache behavior sends real-time logs to one configuration; --replace switches it to this stack's "
             "(the current one stops receiving these records), or leave this behavior out with --behaviors",
         ))

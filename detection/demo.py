@@ -147,15 +147,11 @@ class Progress:
 
 
 def corpus_signing_key() -> Any:
-    """The key the corpus generator signs its tokens with: the defaults of ``session_token``'s ``kid`` and ``key``
-    parameters (the generator has no key parameter of its own), as an :class:`edge.keys.SigningKey`."""
-    import inspect
-
-    from detection.scenarios import session_token
+    """The key the corpus generator signs its tokens with, as an :class:`edge.keys.SigningKey`."""
+    from detection.scenarios import DEFAULT_KEY, DEFAULT_KID
     from edge.keys import SigningKey
 
-    parameters = inspect.signature(session_token).parameters
-    return SigningKey(kid=parameters["kid"].default, secret=parameters["key"].default)
+    return SigningKey(kid=DEFAULT_KID, secret=DEFAULT_KEY)
 
 
 def _prepare(out: Path) -> None:
@@ -223,6 +219,7 @@ def _replay_choice(labels: dict[str, dict[str, Any]], revoked: set[str], sample:
 
 def _replay(
     requests: Any,
+    slices: dict[str, tuple[int, int]],
     chosen: dict[str, str],
     labels: dict[str, dict[str, Any]],
     revoked: set[str],
@@ -235,12 +232,11 @@ def _replay(
     token has expired by then, at the request's own time)."""
     from urllib.parse import unquote
 
-    from detection.report import ReplayRow, session_slices
+    from detection.report import ReplayRow
     from detection.token_expiry import token_expiry
     from edge.binding import Viewer
     from edge.node_runtime import EdgeFunctionRunner
 
-    slices = session_slices(requests)
     status = requests["sc_status"].to_pylist()
     rows: list[ReplayRow] = []
     with EdgeFunctionRunner() as runner:
@@ -361,15 +357,18 @@ def run_demo(
     chosen = _replay_choice(labels, revoked, legit_sample, seed)
     flagged_ids = [v.session_id for v in run.score.verdicts]
 
-    from detection.report import load_session_requests
+    from detection.report import load_session_requests, session_slices
 
     with progress.step("read the sessions' log records") as step:
         requests = load_session_requests(corpus, set(flagged_ids) | set(chosen), window=run.window)
+        slices = session_slices(requests)
         step.note = f"{requests.num_rows} records of {len(set(flagged_ids) | set(chosen))} sessions (DuckDB)"
 
     replay_at = run.window[1] + REPLAY_DELAY_SECONDS
     with progress.step("replay through the edge function") as step:
-        replays = _replay(requests, chosen, labels, revoked, store_path=store_path, at=replay_at, tick=progress.tick)
+        replays = _replay(
+            requests, slices, chosen, labels, revoked, store_path=store_path, at=replay_at, tick=progress.tick
+        )
         step.note = f"{len(replays)} requests through edge/viewer_request.js (node)"
 
     groups = {g: [r for r in replays if r.group == g] for g in ("pirate", "legit")}
@@ -401,8 +400,8 @@ def run_demo(
     }
 
     with progress.step("write the report") as step:
-        report_path = _report(root / "report.html", run, config, labels, requests, replays, evaluation,
-                              run_info, progress)  # fmt: skip
+        report_path = _report(root / "report.html", run, config, labels, requests, slices, replays, evaluation,
+                              run_info, store.items("r:"), progress)  # fmt: skip
         step.note = f"{report_path} ({report_path.stat().st_size // 1024} KiB)"
 
     total = time.perf_counter() - started
@@ -430,17 +429,18 @@ def _report(
     config: Any,
     labels: dict[str, dict[str, Any]],
     requests: Any,
+    slices: dict[str, tuple[int, int]],
     replays: list[Any],
     evaluation: dict[str, Any],
     run_info: dict[str, Any],
+    revocation_items: dict[str, str],
     progress: Progress,
 ) -> Path:
-    from detection.report import FlaggedSession, ReportData, chart_reasons, chart_scores, session_slices
+    from detection.report import FlaggedSession, ReportData, chart_reasons, chart_scores
     from detection.report import timeline_figure, write_report
 
-    slices = session_slices(requests)
     replay_of = {r.session_id: r for r in replays}
-    revocations = {key[2:]: value for key, value in _store_items(path.parent / "edge-store.json").items()}
+    revocations = {key[2:]: value for key, value in revocation_items.items()}
     flagged = []
     reason_counts: dict[str, dict[str, int]] = {}
     scores: dict[str, list[float]] = {}
@@ -494,12 +494,6 @@ def _report(
         ],
     )
     return write_report(path, data)
-
-
-def _store_items(path: Path) -> dict[str, str]:
-    from edge.store import open_store
-
-    return open_store(path).items("r:")
 
 
 def _print_summary(summary: dict[str, Any], stream: TextIO) -> None:

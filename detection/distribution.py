@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from edge.store.kvs import default_client
+
 __all__ = ["CloudFrontDistributions", "DistributionChangedError", "DistributionError"]
 
 
@@ -18,19 +20,11 @@ class DistributionChangedError(DistributionError):
     """The distribution changed after it was read (the ETag no longer matches): read it again and re-plan."""
 
 
-def default_client() -> Any:
-    import boto3
-
-    # CloudFront is global; any region reaches it. us-east-1 is its home (metrics, certificates).
-    session = boto3.session.Session()
-    return session.client("cloudfront", region_name=session.region_name or "us-east-1")
-
-
 class CloudFrontDistributions:
     """``GetDistributionConfig`` / ``UpdateDistribution`` with ETags, errors turned into :class:`DistributionError`."""
 
     def __init__(self, client: Any = None) -> None:
-        self.client = client if client is not None else default_client()
+        self.client = client if client is not None else default_client("cloudfront")
 
     def get_config(self, distribution_id: str) -> tuple[dict[str, Any], str]:
         """``(DistributionConfig, ETag)``."""

@@ -150,7 +150,6 @@ def timeline_figure(
     *,
     run_at: float | None = None,
     replay: tuple[float, int, str, str] | None = None,
-    title: str = "",
 ) -> tuple[str, str]:
     """One session's records as a timeline image (a PNG ``data:`` URI) and a one-line note on what the lanes are.
 
@@ -192,14 +191,14 @@ def timeline_figure(
     country_names = sorted(set(countries))
     palette = _palette(len(country_names))
     colour_of = {c: palette[i] for i, c in enumerate(country_names)}
-    colours = np.array([colour_of[c] for c in countries], dtype=object)
+    country_of = np.asarray(countries, dtype=object)
 
     height = 0.9 + 0.2 * max(len(lanes), 3)
-    fig = _figure(11.0, height, left=2.7, right=1.9, top=0.35 if title else 0.15, bottom=0.55)
+    fig = _figure(11.0, height, left=2.7, right=1.9, top=0.15, bottom=0.55)
     ax = fig.add_subplot()
     ok = shown & served
     for cc in country_names:
-        mask = ok & (np.asarray(countries, dtype=object) == cc)
+        mask = ok & (country_of == cc)
         if mask.any():
             ax.scatter(ts[mask], y[mask], s=9, marker="|", color=colour_of[cc], label=_plain(cc), linewidths=1.2)
     bad = shown & ~served
@@ -228,8 +227,6 @@ def timeline_figure(
     ax.set_xlabel("time (UTC)", fontsize=8)
     ax.grid(axis="x", color="#dddddd", linewidth=0.6)
     ax.set_axisbelow(True)
-    if title:
-        ax.set_title(_plain(title), fontsize=9, loc="left")
     handles, names = ax.get_legend_handles_labels()
     if handles:
         ax.legend(handles[:14], names[:14], fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False,

@@ -59,8 +59,9 @@ DEFAULT_HOST = "d3kx7q2example.cloudfront.net"
 DEFAULT_USER_AGENT = (
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36"
 )
+#: The key the generated tokens are signed with (``session_token``'s defaults; the demo publishes it to its store).
 DEFAULT_KID = "gen-2026a"
-_DEFAULT_KEY = hashlib.sha256(b"cf-media-shield synthetic corpus signing key").digest()
+DEFAULT_KEY = hashlib.sha256(b"cf-media-shield synthetic corpus signing key").digest()
 
 #: ABR ladder: rendition name -> video bitrate in kbit/s.
 RENDITIONS: dict[str, int] = {"1080p": 6000, "720p": 3500, "540p": 2000, "360p": 900, "240p": 400}
@@ -104,7 +105,7 @@ def session_token(
     iat: int,
     exp: int,
     kid: str = DEFAULT_KID,
-    key: bytes = _DEFAULT_KEY,
+    key: bytes = DEFAULT_KEY,
     paths: Sequence[str] | None = None,
     extra: dict[str, Any] | None = None,
 ) -> str:

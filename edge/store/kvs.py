@@ -163,12 +163,13 @@ class KeyValueStoreEdgeStore(EdgeStore):
         return EdgeStoreError(f"{where} failed: {detail}")
 
 
-def default_client() -> Any:
-    """A ``cloudfront-keyvaluestore`` client from the default session; the API is global, so any region will do."""
+def default_client(service: str = SERVICE_NAME) -> Any:
+    """A client of a global CloudFront API (``cloudfront-keyvaluestore`` unless ``service`` says otherwise) from the
+    default session: any region reaches it; us-east-1, CloudFront's home, when the session names none."""
     import boto3
 
     session = boto3.session.Session()
-    return session.client(SERVICE_NAME, region_name=session.region_name or "us-east-1")
+    return session.client(service, region_name=session.region_name or "us-east-1")
 
 
 def _code(exc: ClientError) -> str:
