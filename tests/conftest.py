@@ -212,8 +212,9 @@ def with_metric(emf: Iterable[Mapping[str, Any]], name: str) -> list[Mapping[str
 
 
 @contextmanager
-def mocked_aws(region: str = REGION) -> Iterator[None]:
-    """moto's ``mock_aws`` with fake credentials and ``region`` in the environment (and no profile), for the block."""
+def mocked_aws(region: str = REGION, config: dict[str, Any] | None = None) -> Iterator[None]:
+    """moto's ``mock_aws`` (with moto's ``config``) with fake credentials and ``region`` in the environment (and no
+    profile), for the block."""
     from moto import mock_aws
 
     with pytest.MonkeyPatch.context() as mp:
@@ -221,7 +222,7 @@ def mocked_aws(region: str = REGION) -> Iterator[None]:
             mp.setenv(name, "testing")
         mp.setenv("AWS_DEFAULT_REGION", region)
         mp.delenv("AWS_PROFILE", raising=False)
-        with mock_aws():
+        with mock_aws(config=config):
             yield
 
 

@@ -57,124 +57,104 @@ def crowd(channel: str, n: int, *, segment_seconds: float = 4.0, live: bool = Tr
     return out
 
 
-# -- the pirates: (session, reason it must fire) ----------------------------------------------------------------------
+# -- the pirates (the reason each must fire: PIRATE_CASES) -------------------------------------------------------------
 
 
-def pirates() -> tuple[list[dict], dict[str, str]]:
+def pirates() -> list[dict]:
     reqs: list[dict] = []
-    expect: dict[str, str] = {}
 
     s = sid("two homes")  # played quietly from two homes in two countries at once
     reqs += playback(s, at("198.51.100.7"), start=T0 + 30, duration=540)
     reqs += playback(s, at("203.0.113.9", asn=3215, country="FR"), start=T0 + 41, duration=530, rendition="1080p")
-    expect[s] = "countries_at_once"
 
     s = sid("slow leak")  # three players on three providers in one country
     players = (("198.51.100.20", 3320, "720p"), ("100.70.1.5", 3209, "540p"), ("100.80.2.6", 6805, "1080p"))
     for ip, asn, rendition in players:
         reqs += playback(s, at(ip, asn=asn), start=T0 + 20, duration=560, rendition=rendition)
-    expect[s] = "networks_at_once"
 
     s = sid("one isp sharing")  # six players of one provider, six neighbourhoods
     for k in range(6):
         reqs += playback(s, at(f"100.90.{k}.7"), start=T0 + 15 + k, duration=560, channel="ch02-sports",
                          segment_seconds=2.0, rendition=("720p", "540p", "1080p")[k % 3])  # fmt: skip
-    expect[s] = "addresses_at_once"
 
     s = sid("neighbours")  # two players of one live channel, same rendition, two addresses
     reqs += playback(s, at("100.91.1.7"), start=T0 + 25, duration=560)
     reqs += playback(s, at("100.91.2.7"), start=T0 + 31, duration=550)
-    expect[s] = "shared_segments"
 
     s = sid("restreamer all renditions")  # one server re-serving the whole ladder of a live channel
     reqs += playback(s, at("3.80.1.1", asn=16509, country="US", ua="Lavf/60.3.100"), start=T0 + 10, duration=580,
                      channel="ch02-sports", segment_seconds=2.0, renditions=list(RENDITIONS))  # fmt: skip
-    expect[s] = "renditions_at_once"
 
     s = sid("ripper")  # a VOD title downloaded at 4x, from a home connection, with a browser's user agent
     reqs += playback(s, at("73.12.1.9", asn=7922, country="US"), start=T0 + 40, duration=520, channel="vod-1001",
                      segment_seconds=6.0, live=False, speed=4.0)  # fmt: skip
-    expect[s] = "playback_rate"
 
     s = sid("resale travel")  # resold: used in Germany, then in the US a few seconds later
     token = session_token(s, iat=T0 - 60, exp=T0 + 4 * 3600, paths=["/ch01-news/"])
     reqs += playback(s, at("198.51.100.40"), start=T0 + 30, duration=200, token=token)
     reqs += playback(s, at("73.15.2.2", asn=7922, country="US"), start=T0 + 250, duration=340, token=token)
-    expect[s] = "impossible_travel"
 
     s = sid("resale proxy")  # one player behind rotating residential proxies
     homes = [at(f"100.{100 + k}.{k}.9", asn=(3320, 3209, 6805)[k % 3]) for k in range(12)]
     player = playback(s, homes[0], start=T0 + 20, duration=560, channel="ch02-sports", segment_seconds=2.0)
     reqs += spread(player, homes)
-    expect[s] = "rotating_addresses"
 
     s = sid("multi channel")  # one session, two channels, two homes, same provider and country
     reqs += playback(s, at("100.92.1.7"), start=T0 + 20, duration=560, channel="ch01-news")
     reqs += playback(s, at("100.92.2.7"), start=T0 + 22, duration=560, channel="ch02-sports", segment_seconds=2.0)
-    expect[s] = "channels_at_once"
     s = sid("quiet leak")  # three players on two providers, one country, each at its own place of a VOD title
     players = (("100.71.1.5", 3320, PHONE, 0), ("100.72.9.8", 3320, DESKTOP, 40), ("100.81.3.2", 3209, CAST, 90))
     for ip, asn, ua, first in players:
         reqs += playback(s, at(ip, asn=asn, ua=ua), start=T0 + 20, duration=560, channel="vod-1001",
                          segment_seconds=6.0, live=False, first_segment=first)  # fmt: skip
-    expect[s] = "devices_at_once"
-    return reqs, expect
+    return reqs
 
 
-# -- the legit look-alikes: (session, the reason it looks like) --------------------------------------------------------
+# -- the legit look-alikes (the reason each looks like: LOOKALIKE_CASES) -----------------------------------------------
 
 
-def lookalikes() -> tuple[list[dict], dict[str, str]]:
+def lookalikes() -> list[dict]:
     reqs: list[dict] = []
-    like: dict[str, str] = {}
 
     s = sid("privacy relay")  # one player, egress through two relay networks, 3 addresses, one country
     relays = [at("172.224.1.1", asn=36183), at("104.28.1.1", asn=13335), at("172.224.9.1", asn=36183)]
     reqs += spread(playback(s, relays[0], start=T0 + 30, duration=560), relays, block=3)
-    like[s] = "countries_at_once"
 
     s = sid("wifi lte dual stack")  # Wi-Fi (IPv4 and IPv6 alternating), then LTE of another provider
     home = [at("100.93.1.7", ua=PHONE), at("2001:db8:3320:17::7", ua=PHONE)]
     reqs += spread(playback(s, home[0], start=T0 + 30, duration=270), home, block=2)
     reqs += playback(s, at("100.94.1.7", asn=3209, ua=PHONE), start=T0 + 302, duration=290, master=False,
                      first_segment=int((T0 + 302) // 4))  # fmt: skip
-    like[s] = "networks_at_once"
 
     s = sid("corporate proxy")  # one desktop, four egress addresses of one proxy, per request
     egress = [at(f"100.95.1.{k}", asn=64496) for k in (10, 11, 12, 13)]
     player = playback(s, egress[0], start=T0 + 30, duration=560, channel="ch02-sports", segment_seconds=2.0)
     reqs += spread(player, egress)
-    like[s] = "addresses_at_once"
 
     s = sid("casting")  # phone, then cast to the TV at home (IPv6 of the same line), 15 s of overlap
     reqs += playback(s, at("100.96.1.7", ua=PHONE), start=T0 + 30, duration=270)
     reqs += playback(s, at("2001:db8:3320:96::77", ua=CAST), start=T0 + 285, duration=300)
-    like[s] = "shared_segments"
 
     s = sid("mobile handover")  # a phone on a train: five addresses of one carrier, one after another
     cells = [at(f"100.{110 + k}.3.{20 + k}", asn=3209, ua=PHONE) for k in range(5)]
     for k, cell in enumerate(cells):
         start = T0 + 20 + 112 * k
         reqs += playback(s, cell, start=start, duration=112, master=k == 0, first_segment=int(start // 4))
-    like[s] = "rotating_addresses"
 
     s = sid("abr switcher")  # one player switching renditions one after another
     for k, rendition in enumerate(("540p", "720p", "1080p", "720p")):
         start = T0 + 20 + 140 * k
         reqs += playback(s, at("100.97.1.7"), start=start, duration=140, rendition=rendition, master=k == 0,
                          first_segment=int(start // 4))  # fmt: skip
-    like[s] = "renditions_at_once"
 
     s = sid("audio and video")  # a player fetching separate audio and video renditions (so does its channel)
     reqs += playback(s, at("100.97.2.7"), start=T0 + 20, duration=570, channel="ch03-demuxed",
                      renditions=["720p", "audio"])  # fmt: skip
-    like[s] = "renditions_at_once"
 
     s = sid("phone wifi and lte")  # one phone (app + player library) on dual-stack Wi-Fi and LTE at the same time
     paths = [at("100.96.4.7", ua=PHONE), at("2001:db8:3320:44::7", ua="AppleCoreMedia/1.0.0.21E236"),
              at("100.97.4.9", asn=3209, ua=PHONE)]
     reqs += spread(playback(s, paths[0], start=T0 + 30, duration=560), paths, block=1)
-    like[s] = "devices_at_once"
 
     s = sid("paused crowd")  # an ordinary VOD viewer; the one other viewer of the title paused most of the time
     reqs += playback(s, at("100.99.5.7"), start=T0 + 20, duration=570, channel="vod-2002", segment_seconds=6.0,
@@ -183,7 +163,6 @@ def lookalikes() -> tuple[list[dict], dict[str, str]]:
     for k in range(9):  # one segment, then a minute of pause, nine times
         reqs += playback(sid("pausing viewer"), other, start=T0 + 10 + 64 * k, duration=6, channel="vod-2002",
                          segment_seconds=6.0, live=False, master=k == 0, first_segment=k)  # fmt: skip
-    like[s] = "playback_rate"
 
     s = sid("pause and resume")  # VOD: plays, pauses three minutes, resumes with a burst to refill the buffer
     home = at("100.98.1.7")
@@ -192,46 +171,38 @@ def lookalikes() -> tuple[list[dict], dict[str, str]]:
                      speed=6.0, master=False, first_segment=25)  # fmt: skip
     reqs += playback(s, home, start=T0 + 375, duration=215, channel="vod-1001", segment_seconds=6.0, live=False,
                      master=False, first_segment=49)  # fmt: skip
-    like[s] = "playback_rate"
 
     s = sid("multi view")  # two channels at once on one screen at home
     reqs += playback(s, at("100.99.1.7"), start=T0 + 20, duration=560, channel="ch01-news")
     reqs += playback(s, at("100.99.1.7"), start=T0 + 21, duration=560, channel="ch02-sports", segment_seconds=2.0)
-    like[s] = "channels_at_once"
 
     s = sid("zapping")  # one home, channel after channel
     for k in range(8):
         start = T0 + 20 + 70 * k
         channel, seconds = (("ch01-news", 4.0), ("ch02-sports", 2.0))[k % 2]
         reqs += playback(s, at("100.99.2.7"), start=start, duration=70, channel=channel, segment_seconds=seconds)
-    like[s] = "channels_at_once"
 
     s = sid("border crossing")  # Berlin area, then Austria half a minute later (neighbours)
     reqs += playback(s, at("198.51.100.50", ua=PHONE), start=T0 + 30, duration=220)
     reqs += playback(s, at("100.120.5.5", asn=8447, country="AT", ua=PHONE), start=T0 + 280, duration=300,
                      master=False, first_segment=int((T0 + 280) // 4))  # fmt: skip
-    like[s] = "impossible_travel"
 
     for k in range(2):  # two sessions behind one carrier-grade NAT address
         s = sid(f"cgnat {k}")
         reqs += playback(s, at("100.121.0.1", asn=3209, ua=PHONE), start=T0 + 40 + k, duration=500)
-        like[s] = "addresses_at_once"
 
     s = sid("vpn user")  # an ordinary viewer whose VPN egresses in a cloud
     reqs += playback(s, at("3.90.4.4", asn=16509, country="DE"), start=T0 + 30, duration=560)
-    like[s] = "hosting_network"
 
     s = sid("vlc user")  # an ordinary viewer watching in VLC (a tool user agent), at normal pace
     reqs += playback(s, at("100.122.1.1", ua="VLC/3.0.20 LibVLC/3.0.20"), start=T0 + 30, duration=560)
-    like[s] = "tool_user_agent"
 
     s = sid("forged")  # an ordinary viewer; others sent requests with its session id, the edge denied them all
     reqs += playback(s, at("100.123.1.1"), start=T0 + 30, duration=560)
     for k in range(40):
         reqs.append(request(s, f"ch01-news/720p/seg_{k}.ts", timestamp=T0 + 40 + 13 * k, sc_status=403,
                             viewer=at(f"45.{k}.1.1", asn=14061, country=("US", "SG", "BR")[k % 3])))  # fmt: skip
-    like[s] = "countries_at_once"
-    return reqs, like
+    return reqs
 
 
 @pytest.fixture(scope="module")
@@ -239,12 +210,11 @@ def world(tmp_path_factory) -> dict[str, Any]:
     reqs = crowd("ch01-news", 6) + crowd("ch02-sports", 5, segment_seconds=2.0)
     reqs += crowd("ch03-demuxed", 4, renditions=["720p", "audio"])
     reqs += crowd("vod-1001", 4, segment_seconds=6.0, live=False)
-    bad, expect = pirates()
-    good, like = lookalikes()
+    bad, good = pirates(), lookalikes()
     root = tmp_path_factory.mktemp("reasons") / "logs"
     write_firehose(root, reqs + bad + good, seed=3)
     run = detect(root, now=END)
-    return {"run": run, "verdicts": {v.session_id: v for v in run.verdicts}, "expect": expect, "like": like}
+    return {"run": run, "verdicts": {v.session_id: v for v in run.verdicts}}
 
 
 PIRATE_CASES = [

@@ -16,7 +16,6 @@ from typing import Any
 import boto3
 import pytest
 from botocore.stub import ANY, Stubber
-from moto import mock_aws
 
 from detection.attach import (
     BACKUP_FORMAT,
@@ -26,6 +25,7 @@ from detection.attach import (
     main,
     plan_attach,
 )
+from tests.conftest import mocked_aws
 
 FUNCTION = "arn:aws:cloudfront::123456789012:function/media-shield-viewer-request"
 OTHER_FUNCTION = "arn:aws:cloudfront::123456789012:function/legacy-rewrite"
@@ -177,9 +177,7 @@ class Wire:
 @pytest.fixture
 def cloudfront(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Any:
     monkeypatch.chdir(tmp_path)
-    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
-        monkeypatch.setenv(name, "testing")
-    with mock_aws():
+    with mocked_aws():
         client = boto3.client("cloudfront", region_name="us-east-1")
         distribution = client.create_distribution(DistributionConfig=_config())["Distribution"]
         yield client, distribution["Id"]

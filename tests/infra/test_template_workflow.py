@@ -14,7 +14,7 @@ from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguagePa
 
 from detection import workflow_handler
 from detection.workflow import run_time
-from tests.infra.test_template_pipeline import RES, ROOT, TPL, _client_calls, props
+from tests.infra.test_template_pipeline import RES, ROOT, TPL, _actions, _client_calls, props
 
 STEP_FUNCTIONS = {
     "PrepareFunctionArn": ("PrepareRunFunction", "prepare", workflow_handler.PrepareSettings),
@@ -67,21 +67,15 @@ def test_each_task_function_runs_its_handler_with_the_environment_its_settings_r
             assert statement["Resource"] != "*"
 
 
-def _statement(resource: str, service: str) -> dict[str, Any]:
-    (found,) = [s for p in props(resource)["Policies"] for s in p["Statement"]
-                if all(a.startswith(service + ":") for a in s["Action"])]
-    return found
-
-
 def test_ledger_and_edge_store_permissions_are_what_the_adapters_call() -> None:
     dynamodb = _client_calls("detection/ledger/dynamodb.py")
     for resource in ("RecordVerdictsFunction", "PublishRevocationsFunction"):
-        statement = _statement(resource, "dynamodb")
-        assert {a.split(":", 1)[1] for a in statement["Action"]} == dynamodb
-        assert statement["Resource"][0] == {"Fn::GetAtt": ["LedgerTable", "Arn"]}
-    kvs = _statement("PublishRevocationsFunction", "cloudfront-keyvaluestore")
-    assert {a.split(":", 1)[1] for a in kvs["Action"]} == _client_calls("edge/store/kvs.py")
-    assert kvs["Resource"] == {"Fn::GetAtt": ["EdgeKeyValueStore", "Arn"]}
+        actions, resources = _actions(resource, "dynamodb")
+        assert actions == dynamodb
+        assert resources[0] == {"Fn::GetAtt": ["LedgerTable", "Arn"]}
+    actions, kvs = _actions("PublishRevocationsFunction", "cloudfront-keyvaluestore")
+    assert actions == _client_calls("edge/store/kvs.py")
+    assert kvs == {"Fn::GetAtt": ["EdgeKeyValueStore", "Arn"]}
     assert "Policies" not in props("PrepareRunFunction") and "Policies" not in props("ReportRunFunction")
 
 

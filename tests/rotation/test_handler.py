@@ -202,9 +202,10 @@ def test_bad_configuration_fails_loudly(
 def test_settings_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     from rotation.handler import RotationSettings
 
-    for name in ("MAX_TOKEN_LIFETIME_SECONDS", "ROTATION_MARGIN_SECONDS", "SIGNING_KEY_CACHE_SECONDS"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("EDGE_STORE", "s.json")
+    set_environment(monkeypatch, {
+        "MAX_TOKEN_LIFETIME_SECONDS": None, "ROTATION_MARGIN_SECONDS": None, "SIGNING_KEY_CACHE_SECONDS": None,
+        "EDGE_STORE": "s.json",
+    })  # fmt: skip
     settings = RotationSettings.from_env()
     policy = settings.policy()
     assert (policy.max_token_lifetime, policy.margin, policy.issuer_cache) == (604800, 300, 60)

@@ -26,6 +26,7 @@ from edge.verify import SKEW_SECONDS
 from rotation.keyring import RotationPolicy, parse_secret_value
 from rotation.secrets import AWSCURRENT, AWSPENDING, SecretsManagerSecret
 from rotation.steps import STEPS, KeyRotation, NoPendingVersion, RotationAbandoned, SelfTestFailed
+from tests.conftest import new_secret
 
 HOUR = 3600
 LIFETIME = HOUR
@@ -145,9 +146,8 @@ def _kid_of(token: IssuedToken) -> str:
 
 @pytest.fixture
 def world(secretsmanager: Any, tmp_path: Path, edge_runner: EdgeFunctionRunner) -> World:
-    name = f"media-shield/signing-key-{uuid.uuid4().hex[:12]}"
     # What CloudFormation's GenerateSecretString leaves: a random string that is not a key.
-    arn = secretsmanager.create_secret(Name=name, SecretString="kR3vQ8pLx2Zt7Wm9Nc4Hs6Jd1Fy5Gb0A")["ARN"]
+    _, arn = new_secret(secretsmanager, "kR3vQ8pLx2Zt7Wm9Nc4Hs6Jd1Fy5Gb0A")
     client = FlakyClient(secretsmanager)
     secret = SecretsManagerSecret(arn, client=client)
     store = FlakyStore(tmp_path / "edge-store.json")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import ClassVar
 
 import pytest
@@ -18,6 +17,7 @@ from edge.lambda_support import (
     json_response,
     powertools,
 )
+from tests.conftest import set_environment
 
 VARIABLES = ("EXAMPLE_STORE", "EXAMPLE_TTL", "EXAMPLE_RATIO", "EXAMPLE_NOTE")
 
@@ -39,8 +39,7 @@ class ExampleSettings(LambdaSettings):
 
 @pytest.fixture
 def env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
-    for name in VARIABLES:
-        monkeypatch.delenv(name, raising=False)
+    set_environment(monkeypatch, dict.fromkeys(VARIABLES))
     return monkeypatch
 
 
@@ -84,8 +83,7 @@ def test_variable_names_are_case_sensitive(env: pytest.MonkeyPatch) -> None:
 def test_bad_configuration_names_each_variable(
     env: pytest.MonkeyPatch, variables: dict[str, str], problems: list[str]
 ) -> None:
-    for name, value in variables.items():
-        env.setenv(name, value)
+    set_environment(env, variables)
     with pytest.raises(ConfigurationError) as raised:
         ExampleSettings.from_env()
     message = str(raised.value)
@@ -173,4 +171,3 @@ def test_error_response_body() -> None:
     response = error_response(409, "revoked", "session revoked", details=[{"field": "x"}])
     assert response.status_code == 409 and response.headers == {"Cache-Control": "no-store", **JSON}
     assert response.body == {"error": "revoked", "message": "session revoked", "details": [{"field": "x"}]}
-    assert json.dumps(response.body)

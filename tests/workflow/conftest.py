@@ -29,7 +29,6 @@ import boto3
 import duckdb
 import pyarrow.parquet as pq
 import pytest
-from moto import mock_aws
 from moto.athena.models import AthenaBackend
 from moto.awslambda_simple.models import LambdaSimpleBackend
 from moto.moto_api import state_manager
@@ -39,9 +38,8 @@ from detection.generate import generate_corpus
 from detection.ledger.dynamodb import create_table
 from detection.logs import open_logs
 from detection.query import Query
+from tests.conftest import ACCOUNT_ID, REGION, FakeLambdaContext, mocked_aws
 
-REGION = "us-east-1"
-ACCOUNT = "123456789012"
 ASL = Path(__file__).resolve().parents[2] / "statemachine" / "detection.asl.json"
 STEPS = ("prepare", "score", "record", "publish", "report")
 UNLOAD = re.compile(r"^\s*UNLOAD\s*\((?P<select>.*)\)\s*TO\s*'(?P<to>s3://[^']+)'\s*WITH\s*\((?P<with>[^)]*)\)\s*$", re.S)
@@ -140,7 +138,7 @@ def entered_states(history: list[dict[str, Any]]) -> list[str]:
 def sns_messages(topic_arn: str) -> list[str]:
     from moto.sns.models import sns_backends
 
-    topic = sns_backends[ACCOUNT][REGION].topics[topic_arn]
+    topic = sns_backends[ACCOUNT_ID][REGION].topics[topic_arn]
     return [message for _id, message, *_rest in topic.sent_notifications]
 
 
@@ -148,10 +146,6 @@ def sns_messages(topic_arn: str) -> list[str]:
 def pipeline(
     corpus: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
 ) -> Iterator[Pipeline]:
-    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SECURITY_TOKEN", "AWS_SESSION_TOKEN"):
-        monkeypatch.setenv(name, "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
     bucket = "media-shield-athena-results"
     store_path = tmp_path / "edge-store.json"
     env = {
@@ -198,7 +192,8 @@ def pipeline(
             inject = holder["p"].failures.get(step)
             if inject:
                 inject(event)
-            result = getattr(workflow_handler, step)(event, _Context(f"media-shield-{step}"))
+            context = FakeLambdaContext(f"media-shield-{step}", remaining_ms=300_000, memory_limit_in_mb=1024)
+            result = getattr(workflow_handler, step)(event, context)
         except Exception as exc:  # noqa: BLE001 - answered like Lambda answers an unhandled error
             response_headers["x-amz-function-error"] = "Unhandled"
             return json.dumps({
@@ -214,7 +209,7 @@ def pipeline(
     state_manager.set_transition(model_name="athena::execution", transition={"progression": "manual", "times": 1})
     request.addfinalizer(lambda: state_manager.unset_transition(model_name="athena::execution"))
 
-    with mock_aws(config={"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}):
+    with mocked_aws(config={"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}):
         s3 = boto3.client("s3", region_name=REGION)
         s3.create_bucket(Bucket=bucket)
         create_table(boto3.client("dynamodb", region_name=REGION), env["LEDGER_TABLE"])
@@ -249,6 +244,12 @@ def pipeline(
     athena.con.close()
 
 
+def label_column(corpus: dict[str, Any], column: str) -> dict[str, Any]:
+    """``session_id -> <column>`` of the corpus's labels (``label``, ``exp``, ``kind``...)."""
+    table = pq.read_table(corpus["path"] / "labels.parquet", columns=["session_id", column])
+    return dict(zip(table["session_id"].to_pylist(), table[column].to_pylist(), strict=True))
+
+
 def load_definition(substitutions: dict[str, str]) -> str:
     """The ASL text with ``${Name}`` replaced the way SAM's DefinitionSubstitutions does; every one must be used."""
     text = ASL.read_text(encoding="utf-8")
@@ -257,17 +258,3 @@ def load_definition(substitutions: dict[str, str]) -> str:
     for name, value in substitutions.items():
         text = text.replace("${" + name + "}", value)
     return text
-
-
-class _Context:
-    def __init__(self, function_name: str) -> None:
-        self.function_name = function_name
-        self.function_version = "$LATEST"
-        self.invoked_function_arn = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{function_name}"
-        self.memory_limit_in_mb = 1024
-        self.aws_request_id = str(uuid.uuid4())
-        self.log_group_name = f"/aws/lambda/{function_name}"
-        self.log_stream_name = "test"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 300_000

@@ -30,7 +30,8 @@ from detection.workflow import (
 from edge.lambda_support import ConfigurationError
 from edge.store import LocalEdgeStore
 from edge.tokens import MAX_TTL_SECONDS
-from tests.conftest import mocked_aws
+from tests.conftest import mocked_aws, set_environment
+from tests.workflow.conftest import label_column
 
 NOW = 1_767_226_200.0  # 2026-01-01T00:10:00Z
 
@@ -117,21 +118,17 @@ def test_run_metrics_count_what_the_run_did() -> None:
     assert values[("EdgeStoreUtilization", ())] == 25.0 and values[("RevocationsNotPublished", ())] == 1
 
 
-def test_run_local_runs_the_workflow_steps_on_the_embedded_default(tmp_path: Path) -> None:
-    from detection.generate import generate_corpus
-
-    summary = generate_corpus(tmp_path / "logs", sessions=300, minutes=10, seed=11)
-    labels = pq.read_table(tmp_path / "logs" / "labels.parquet", columns=["session_id", "label"]).to_pylist()
-    truth = {row["session_id"]: row["label"] for row in labels}
+def test_run_local_runs_the_workflow_steps_on_the_embedded_default(tmp_path: Path, corpus: dict[str, Any]) -> None:
+    truth = label_column(corpus, "label")
     ledger, store = SqliteLedger(tmp_path / "ledger.sqlite"), LocalEdgeStore(tmp_path / "store.json")
 
-    run = run_local(tmp_path / "logs", ledger, store, page_size=3)
+    run = run_local(corpus["path"], ledger, store, page_size=3)
 
-    assert summary.end_epoch - 60 < run.window[1] <= summary.end_epoch and len(run.pages) == len(run.score.pages)
+    assert corpus["end"] - 60 < run.window[1] <= corpus["end"] and len(run.pages) == len(run.score.pages)
     revoked = {key.removeprefix("r:") for key in store.items("r:")}
     assert revoked and all(truth[s] == "pirate" for s in revoked)
     assert run.published.puts == len(revoked)
-    again = run_local(tmp_path / "logs", ledger, store, page_size=3)
+    again = run_local(corpus["path"], ledger, store, page_size=3)
     assert again.published.puts == 0 and sum(len(p.revoked) for p in again.pages) == 0
 
 
@@ -183,11 +180,10 @@ def test_s3_run_files() -> None:
 
 
 def test_a_step_with_a_bad_environment_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("GLUE_DATABASE", "GLUE_TABLE", "RESULTS_URI", "ATHENA_WORKGROUP", "WINDOW_MINUTES"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("GLUE_DATABASE", "media_shield")
-    monkeypatch.setenv("GLUE_TABLE", "logs")
-    monkeypatch.setenv("RESULTS_URI", "https://not-s3/")
+    set_environment(monkeypatch, {
+        "GLUE_DATABASE": "media_shield", "GLUE_TABLE": "logs", "RESULTS_URI": "https://not-s3/",
+        "ATHENA_WORKGROUP": None, "WINDOW_MINUTES": None,
+    })  # fmt: skip
     with pytest.raises(ConfigurationError, match="RESULTS_URI") as raised:
         workflow_handler.PrepareSettings.from_env()
     assert "ATHENA_WORKGROUP" in str(raised.value) and "not-s3" not in str(raised.value)
