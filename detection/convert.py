@@ -93,21 +93,19 @@ def convert_to_parquet(
     for r in reports:
         for kind, count in r.records_skipped.items():
             skipped[kind] = skipped.get(kind, 0) + count
-    damaged: dict[str, str] = {}
-    for r in reports:
-        damaged.update(r.files_damaged)
     report = InputReport(
         path=str(src),
         fields=[f.name for f in parsed],
-        formats=sorted({f.kind for f in tsv}),
+        formats=sorted({kind for r in reports for kind in r.formats}),
         window=None,
         files_found=len(files),
-        files_read=len(tsv),
+        files_read=sum(r.files_read for r in reports),  # a file left out as unreadable is not read
         files_pruned=0,
-        bytes_read=sum(f.size for f in tsv),
+        bytes_read=sum(r.bytes_read for r in reports),
         records_read=sum(r.records_read or 0 for r in reports),
         records_skipped=skipped,
-        files_damaged=damaged,
+        files_damaged={path: why for r in reports for path, why in r.files_damaged.items()},
+        files_repaired={path: why for r in reports for path, why in r.files_repaired.items()},
         examples=[e for r in reports for e in r.examples][:10],
     )
     if report.records_read == 0:

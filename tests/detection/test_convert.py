@@ -56,6 +56,19 @@ def test_bad_lines_and_damaged_files_are_reported(tmp_path: Path, corpus: Path) 
     assert 100 < report.records_read < 500
 
 
+def test_a_repaired_file_is_reported(tmp_path: Path, corpus: Path) -> None:
+    src = tmp_path / "src"
+    (src / "2026/01/01/00").mkdir(parents=True)
+    (src / "fields.txt").write_text(fields_text(DETECTION_FIELDS))
+    one = sorted((corpus / "2026/01/01/00").glob("*.gz"))[0]
+    lines = gzip.decompress(one.read_bytes()).splitlines(keepends=True)
+    path = src / "2026/01/01/00/a.gz"
+    path.write_bytes(gzip.compress(b"".join(lines[:50]) + b"abc\rdef\n" + b"".join(lines[50:100])))
+    report = convert_to_parquet(src, tmp_path / "out", workers=1)
+    assert list(report.files_repaired) == [str(path)] and not report.files_damaged
+    assert (report.files_found, report.files_read, report.records_read) == (1, 1, 100)
+
+
 def test_unusable_input(tmp_path: Path) -> None:
     (tmp_path / "x.tsv").write_text("nothing\tuseful\n")
     with pytest.raises(InputError, match="no field list"):
