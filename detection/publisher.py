@@ -27,7 +27,8 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 from dataclasses import asdict, dataclass, field
 
 from detection.ledger.base import Ledger, Revocation
@@ -38,11 +39,14 @@ __all__ = [
     "DEFAULT_RESERVE_BYTES",
     "DEFAULT_WARN_FRACTION",
     "REVOCATION_PREFIX",
+    "Metric",
     "PublishError",
     "PublishResult",
     "desired_entries",
     "priority",
     "publish",
+    "publish_summary",
+    "store_metrics",
 ]
 
 REVOCATION_PREFIX = "r:"
@@ -270,3 +274,33 @@ def _failure(exc: Exception, partial: PublishResult) -> str:
         f" {partial.puts} puts and {partial.deletes} deletes): {exc}. The ledger is unchanged and still the truth;"
         " the next publish run repairs the store."
     )
+
+
+# -- what a publish reports ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One CloudWatch metric value (namespace MediaShield): of a detection run, or of a publish."""
+
+    name: str
+    value: float
+    unit: str = "Count"
+    dimensions: Mapping[str, str] = field(default_factory=dict)
+
+
+def publish_summary(result: PublishResult) -> dict[str, Any]:
+    """A publish as JSON (the workflow's publish step output): the result with the sessions not published counted,
+    not listed (a full store can leave thousands, more than a state's payload should carry; the publisher logs
+    them)."""
+    return {**result.to_dict(), "skipped": len(result.skipped)}
+
+
+def store_metrics(published: Mapping[str, Any]) -> list[Metric]:
+    """The edge store's metrics after a publish (:func:`publish_summary`): how full it is, the revocations that did
+    not fit, and whether it is past the warning fraction. Every publish reports them, scheduled or manual."""
+    return [
+        Metric("EdgeStoreUtilization", round(100.0 * float(published.get("fraction", 0.0)), 3), "Percent"),
+        Metric("RevocationsNotPublished", float(published.get("skipped") or 0)),
+        Metric("EdgeStoreCapacityWarning", 1.0 if published.get("capacity_warning") else 0.0),
+    ]

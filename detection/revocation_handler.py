@@ -45,7 +45,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, ValidationError
 
 from detection.ledger import Ledger, LedgerError, open_ledger_setting
-from detection.publisher import PublishResult
+from detection.publisher import PublishResult, publish_summary, store_metrics
 from detection.revocation import (
     InvalidRevocation,
     ManualResult,
@@ -253,9 +253,8 @@ def _manual_response(result: ManualResult, status: HTTPStatus) -> Response:
 
 
 def _publish_metrics(result: PublishResult) -> None:
-    metrics.add_metric(name="EdgeStoreUtilization", unit=MetricUnit.Percent, value=round(result.fraction * 100, 3))
-    metrics.add_metric(name="EdgeStoreCapacityWarning", unit=MetricUnit.Count, value=int(result.capacity_warning))
-    metrics.add_metric(name="RevocationsNotPublished", unit=MetricUnit.Count, value=len(result.skipped))
+    for metric in store_metrics(publish_summary(result)):
+        metrics.add_metric(name=metric.name, unit=MetricUnit(metric.unit), value=metric.value)
     if result.capacity_warning:
         logger.error(
             "edge store near or over capacity",

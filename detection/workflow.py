@@ -27,13 +27,13 @@ import math
 import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from detection.config import DetectionConfig
 from detection.ledger.base import Ledger, Revocation
-from detection.publisher import PublishResult, publish
+from detection.publisher import Metric, PublishResult, publish, publish_summary, store_metrics
 from detection.query import FEATURES, load_query
 from detection.revocation import RunRevocations, revoke_run
 from detection.token_expiry import token_expiry
@@ -299,22 +299,6 @@ def record_page(ledger: Ledger, run_id: str, items: Iterable[Mapping[str, Any]],
 # -- metrics -----------------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Metric:
-    """One CloudWatch metric value of a run (namespace MediaShield)."""
-
-    name: str
-    value: float
-    unit: str = "Count"
-    dimensions: Mapping[str, str] = field(default_factory=dict)
-
-
-def publish_summary(result: PublishResult) -> dict[str, Any]:
-    """The publish step's output in the workflow: the result with the sessions not published counted, not listed
-    (a full store can leave thousands, more than a state's payload should carry; the publisher logs them)."""
-    return {**result.to_dict(), "skipped": len(result.skipped)}
-
-
 def run_metrics(
     score: Mapping[str, Any],
     pages: Iterable[Mapping[str, Any]],
@@ -331,9 +315,7 @@ def run_metrics(
     for reason, count in sorted((score.get("reasons") or {}).items()):
         metrics.append(Metric("SessionsFlaggedByReason", float(count), dimensions={"Reason": str(reason)}))
     if published:
-        metrics.append(Metric("EdgeStoreUtilization", round(100.0 * float(published.get("fraction", 0.0)), 3), "Percent"))
-        metrics.append(Metric("RevocationsNotPublished", float(published.get("skipped") or 0)))
-        metrics.append(Metric("EdgeStoreCapacityWarning", 1.0 if published.get("capacity_warning") else 0.0))
+        metrics += store_metrics(published)
     return metrics
 
 
