@@ -98,13 +98,12 @@ def run_window(
     clock = time.perf_counter()
     result = score_sessions(table, config)
     timings["policy"] = time.perf_counter() - clock
-    named = pc.is_valid(table["session_id"]) if table.num_rows else pa.array([], pa.bool_())
     stats: dict[str, Any] = {
         "window": {"start": window[0], "end": window[1], "minutes": round((window[1] - window[0]) / 60.0, 3)},
         "records_read": records,
         "records_skipped": dict(report.records_skipped),
         "records_skipped_total": report.records_skipped_total,
-        "sessions_seen": int(pc.sum(named).as_py() or 0) if table.num_rows else 0,
+        "sessions_seen": int(pc.sum(pc.is_valid(table["session_id"])).as_py() or 0) if table.num_rows else 0,
         **result.counts(),
         "missing_fields": [c.replace("_", "-") for c in missing],
         "input": report.to_dict(),
