@@ -39,12 +39,17 @@ def test_round_trip_equals_the_tsv_read(corpus: Path, tmp_path: Path) -> None:
         assert pq.report(b.num_rows).formats == ["parquet"]
 
 
-def test_bad_lines_and_damaged_files_are_reported(tmp_path: Path, corpus: Path) -> None:
+def source_folder(tmp_path: Path, corpus: Path) -> tuple[Path, list[bytes]]:
+    """An empty log folder (its fields.txt and one hour folder) and the lines of one file of the corpus."""
     src = tmp_path / "src"
     (src / "2026/01/01/00").mkdir(parents=True)
     (src / "fields.txt").write_text(fields_text(DETECTION_FIELDS))
     one = sorted((corpus / "2026/01/01/00").glob("*.gz"))[0]
-    lines = gzip.decompress(one.read_bytes()).splitlines(keepends=True)
+    return src, gzip.decompress(one.read_bytes()).splitlines(keepends=True)
+
+
+def test_bad_lines_and_damaged_files_are_reported(tmp_path: Path, corpus: Path) -> None:
+    src, lines = source_folder(tmp_path, corpus)
     (src / "2026/01/01/00/a.gz").write_bytes(gzip.compress(b"".join(lines[:50]) + b"oops\n" + b"".join(lines[50:100])))
     whole = gzip.compress(b"".join(lines[:400]))
     (src / "2026/01/01/00/b.gz").write_bytes(whole[: len(whole) // 2])
@@ -57,11 +62,7 @@ def test_bad_lines_and_damaged_files_are_reported(tmp_path: Path, corpus: Path) 
 
 
 def test_a_repaired_file_is_reported(tmp_path: Path, corpus: Path) -> None:
-    src = tmp_path / "src"
-    (src / "2026/01/01/00").mkdir(parents=True)
-    (src / "fields.txt").write_text(fields_text(DETECTION_FIELDS))
-    one = sorted((corpus / "2026/01/01/00").glob("*.gz"))[0]
-    lines = gzip.decompress(one.read_bytes()).splitlines(keepends=True)
+    src, lines = source_folder(tmp_path, corpus)
     path = src / "2026/01/01/00/a.gz"
     path.write_bytes(gzip.compress(b"".join(lines[:50]) + b"abc\rdef\n" + b"".join(lines[50:100])))
     report = convert_to_parquet(src, tmp_path / "out", workers=1)
