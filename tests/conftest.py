@@ -207,6 +207,24 @@ def with_metric(emf: Iterable[Mapping[str, Any]], name: str) -> list[Mapping[str
     return [blob for blob in emf if name in metric_names([blob])]
 
 
+def firehose_parse(lines: Iterable[bytes], fields: Any) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """The lines as the Firehose transformation parses them, one by one: ``(rows with every field's column, lines
+    rejected per kind)`` (blank lines give neither)."""
+    from detection import firehose_transform
+
+    rows: list[dict[str, Any]] = []
+    kinds: dict[str, int] = {}
+    for line in lines:
+        try:
+            row = firehose_transform.parse_line(line, fields)
+        except firehose_transform.LineError as exc:
+            kinds[exc.kind] = kinds.get(exc.kind, 0) + 1
+            continue
+        if row is not None:
+            rows.append({f.column: row.get(f.column) for f in fields})
+    return rows, kinds
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # AWS on moto.
 

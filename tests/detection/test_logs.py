@@ -8,6 +8,7 @@ import pytest
 from detection.logs import InputError, list_log_files, open_logs, partition_start
 from detection.scenarios import Viewer, playback, records, write_firehose, write_log
 from detection.schema import DETECTION_FIELDS, fields_text
+from tests.conftest import firehose_parse
 
 T0 = 1_767_225_600  # 2026-01-01T00:00:00Z
 SID = "abcdefghijklmnop01"
@@ -219,8 +220,6 @@ def test_carriage_returns_never_hide_a_file(tmp_path: Path, junk: bytes, gz: boo
 
 
 def test_a_carriage_return_in_a_record_is_read_as_the_firehose_transformation_reads_it(tmp_path: Path) -> None:
-    from detection import firehose_transform
-
     lines = good_lines(60)
     columns = [f.column for f in DETECTION_FIELDS]
     cols = lines[7].split("\t")
@@ -247,15 +246,7 @@ def test_a_carriage_return_in_a_record_is_read_as_the_firehose_transformation_re
     with open_logs(path, fields=DETECTION_FIELDS) as logs:
         rows = logs.execute("SELECT * FROM logs").to_pylist()
         report = logs.report(len(rows))
-    expected, kinds = [], {}
-    for line in data.split(b"\n"):  # the AWS path: the Firehose transformation's parser, line by line
-        try:
-            row = firehose_transform.parse_line(line, DETECTION_FIELDS)
-        except firehose_transform.LineError as exc:
-            kinds[exc.kind] = kinds.get(exc.kind, 0) + 1
-            continue
-        if row is not None:
-            expected.append({c: row.get(c) for c in columns})
+    expected, kinds = firehose_parse(data.split(b"\n"), DETECTION_FIELDS)  # the AWS path, line by line
     assert len(rows) == len(lines) + 4
     assert sorted(rows, key=repr) == sorted(expected, key=repr)
     assert report.records_skipped == kinds == {"bad_value": 2, "field_count": 2}

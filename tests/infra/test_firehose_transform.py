@@ -18,6 +18,7 @@ from detection import firehose_transform as ft
 from detection.generate import generate_corpus
 from detection.logs import MAX_LINE_BYTES, open_logs
 from detection.schema import DETECTION_FIELDS, FIELDS_BY_NAME, athena_columns
+from tests.conftest import firehose_parse
 
 NUMBERS = [
     "5", " 5", "5 ", "+5", "-5", "-0", "000", "00012", "1e3", "1E3", "1.5E+2", "1e-3", "0.5e1", "12e-1", "15e-1",
@@ -80,15 +81,7 @@ def _both(tmp_path: Path, lines: list[bytes]) -> tuple[list[dict], dict, list[di
     with open_logs(path, fields=_FIELDS3) as logs:
         local = logs.execute("SELECT * FROM logs").to_pylist()
         report = logs.report(len(local), require_records=False)
-    ours, kinds = [], {}
-    for line in lines:
-        try:
-            row = ft.parse_line(line, _FIELDS3)
-        except ft.LineError as exc:
-            kinds[exc.kind] = kinds.get(exc.kind, 0) + 1
-            continue
-        if row is not None:
-            ours.append({f.column: row.get(f.column) for f in _FIELDS3})
+    ours, kinds = firehose_parse(lines, _FIELDS3)
     return local, dict(report.records_skipped), ours, kinds
 
 
