@@ -306,8 +306,8 @@ def test_alarms_watch_metrics_the_code_emits_and_notify_the_topic() -> None:
         assert props(name)["AlarmActions"] == [{"Ref": "AlertTopic"}], name
     namespace, service = globals_env()["POWERTOOLS_METRICS_NAMESPACE"], globals_env()["POWERTOOLS_SERVICE_NAME"]
     emitted_by = {
-        "EdgeStoreUtilization": "detection/revocation_handler.py",
-        "RevocationsNotPublished": "detection/revocation_handler.py",
+        "EdgeStoreUtilization": "detection/publisher.py",  # store_metrics: the revocation API and each run emit it
+        "RevocationsNotPublished": "detection/publisher.py",
         "EdgeRequests": "detection/firehose_transform.py",
         "LogRecordsParsed": "detection/firehose_transform.py",
         "LogRecordsRejected": "detection/firehose_transform.py",
