@@ -27,17 +27,19 @@ def inline(template: str, source: str) -> str:
     return template[: match.start("body")] + body + template[match.end("body") :]
 
 
-def sync_template(argv: list[str], render: Callable[[str], str], *, stale: str, written: str) -> int:
-    """The command line of a template.yaml generator: rewrite the template with ``render``, or with ``--check``
-    exit 1 (saying ``stale``) when that would change it."""
-    current = TEMPLATE.read_text(encoding="utf-8")
+def sync_template(
+    argv: list[str], render: Callable[[str], str], *, stale: str, written: str, target: Path = TEMPLATE
+) -> int:
+    """The command line of a generator: rewrite ``target`` (template.yaml unless told) with ``render``, or with
+    ``--check`` exit 1 (saying ``stale``) when that would change it."""
+    current = target.read_text(encoding="utf-8")
     wanted = render(current)
     if "--check" in argv:
         if current != wanted:
             print(stale, file=sys.stderr)
             return 1
         return 0
-    TEMPLATE.write_text(wanted, encoding="utf-8")
+    target.write_text(wanted, encoding="utf-8")
     print(written)
     return 0
 
