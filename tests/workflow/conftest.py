@@ -1,15 +1,21 @@
 """moto runs the real statemachine/detection.asl.json: Lambda tasks go to the real handlers, Athena to DuckDB.
 
-* moto's Step Functions executor interprets the definition (``execute_state_machine``); its ``aws-sdk:athena``
-  tasks call moto's Athena, whose ``StartQueryExecution`` is answered here by running the statement it was given
-  (the UNLOAD of features.sql, Trino text, ExecutionParameters bound positionally) on DuckDB over a generated
-  corpus, with a ``dt`` column like the Glue table's projected partition, and writing the result as Parquet where
-  the UNLOAD says. moto's execution then goes QUEUED → RUNNING → SUCCEEDED over the polls.
-* Lambda tasks: moto's "simple" Lambda backend (no Docker) is patched to call the handler of
-  :mod:`detection.workflow_handler` named by the function, and to answer an exception the way Lambda does
+* moto's Step Functions executor interprets the definition (public: ``mock_aws`` config
+  ``stepfunctions.execute_state_machine``); its ``aws-sdk:athena`` tasks call moto's Athena. When moto has created a
+  query execution, :class:`AthenaOnDuckDB` runs the statement it was given (the UNLOAD of features.sql, Trino text,
+  ExecutionParameters bound positionally) on DuckDB over a generated corpus, with a ``dt`` column like the Glue
+  table's projected partition, and writes the result as Parquet where the UNLOAD says.
+* How the query progresses is moto's public state transition API (``state_manager.set_transition`` on
+  ``athena::execution``): QUEUED -> RUNNING -> SUCCEEDED, one step per GetQueryExecution, or held QUEUED for ever.
+* Lambda tasks: moto's "simple" Lambda backend (public: ``lambda.use_docker: False``) calls the handler of
+  :mod:`detection.workflow_handler` named by the function, and answers an exception the way Lambda does
   (``FunctionError``, ``errorType``), so the definition's Retry/Catch see the handler's error names.
+* Alerts: an SQS queue subscribed to the SNS topic (raw delivery) receives what the workflow publishes.
 * Ledger: moto DynamoDB (the template's table definition). Edge store: the local twin (moto has no KeyValueStore),
   which the tests can wrap to inject conflicts or failures.
+
+Three needs have no public moto mechanism: running the query (and knowing when it starts), making it end FAILED,
+and running a Lambda handler on its event. Those internals are isolated, and guarded, in moto_hooks.py.
 """
 
 from __future__ import annotations
@@ -18,7 +24,6 @@ import io
 import json
 import re
 import time
-import traceback
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -29,8 +34,6 @@ import boto3
 import duckdb
 import pyarrow.parquet as pq
 import pytest
-from moto.athena.models import AthenaBackend
-from moto.awslambda_simple.models import LambdaSimpleBackend
 from moto.moto_api import state_manager
 
 from detection import workflow_handler
@@ -39,9 +42,11 @@ from detection.ledger.dynamodb import create_table
 from detection.logs import open_logs
 from detection.query import Query
 from tests.conftest import ACCOUNT_ID, REGION, FakeLambdaContext, mocked_aws
+from tests.workflow.moto_hooks import StartedQuery, dispatch_lambda_invokes, fail_athena_query, on_athena_query_start
 
 ASL = Path(__file__).resolve().parents[2] / "statemachine" / "detection.asl.json"
 STEPS = ("prepare", "score", "record", "publish", "report")
+NEVER = 10**9  # GetQueryExecution calls before a held query moves on: more than any run makes
 UNLOAD = re.compile(r"^\s*UNLOAD\s*\((?P<select>.*)\)\s*TO\s*'(?P<to>s3://[^']+)'\s*WITH\s*\((?P<with>[^)]*)\)\s*$", re.S)
 
 
@@ -54,7 +59,7 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 
 class AthenaOnDuckDB:
-    """Answers moto's StartQueryExecution by running the statement on DuckDB over the corpus."""
+    """Athena for moto's query executions: each started UNLOAD runs on DuckDB over the corpus (or is held, or fails)."""
 
     def __init__(self, corpus: Path) -> None:
         self.con = duckdb.connect()
@@ -73,6 +78,16 @@ class AthenaOnDuckDB:
             f"CREATE OR REPLACE VIEW {database}.{table} AS SELECT *, "
             f"strftime(to_timestamp(\"timestamp\"), '%Y/%m/%d/%H') AS dt FROM {self.logs.view}"
         )
+
+    def started(self, query: StartedQuery) -> None:
+        """moto created the execution: hold it QUEUED, end it FAILED (moto keeps no reason: ``fail_with`` is only a
+        switch), or answer it (it then succeeds over the polls)."""
+        if self.never_finish:
+            pace_queries(times=NEVER)
+        elif self.fail_with:
+            fail_athena_query(query.execution_id, ACCOUNT_ID, REGION)
+        else:
+            self.answer(query.statement, query.parameters)
 
     def answer(self, statement: str, parameters: list[str] | None) -> None:
         self.statements.append(statement)
@@ -95,13 +110,20 @@ class AthenaOnDuckDB:
         )
 
 
+def pace_queries(times: int) -> None:
+    """A query moves one state (QUEUED -> RUNNING -> SUCCEEDED) every ``times`` GetQueryExecution calls: moto's public
+    state transition API (https://docs.getmoto.org/en/latest/docs/configuration/state_transition/index.html)."""
+    state_manager.set_transition(model_name="athena::execution", transition={"progression": "manual", "times": times})
+
+
 @dataclass
 class Pipeline:
     """The deployed workflow on moto, and handles to what it touched."""
 
     sfn: Any
     s3: Any
-    sns_topic: str
+    sqs: Any
+    alert_queue: str
     bucket: str
     ledger_table: str
     store_path: Path
@@ -109,6 +131,7 @@ class Pipeline:
     athena: AthenaOnDuckDB
     invocations: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     failures: dict[str, Callable[[dict[str, Any]], None]] = field(default_factory=dict)
+    received_alerts: list[str] = field(default_factory=list)
 
     def run(self, execution_input: dict[str, Any], *, timeout: float = 120.0) -> dict[str, Any]:
         """Start an execution and wait for it to end; returns describe_execution plus the history."""
@@ -130,16 +153,28 @@ class Pipeline:
     def calls(self, step: str) -> list[dict[str, Any]]:
         return [event for name, event in self.invocations if name == step]
 
+    def invoke(self, function_name: str, event: dict[str, Any]) -> Any:
+        """What the Lambda function ``function_name`` (name or ARN) answers: its handler's result, or an injected
+        failure's exception."""
+        step = function_name.rsplit(":", 1)[-1].removeprefix("media-shield-")
+        self.invocations.append((step, event))
+        inject = self.failures.get(step)
+        if inject:
+            inject(event)
+        context = FakeLambdaContext(f"media-shield-{step}", remaining_ms=300_000, memory_limit_in_mb=1024)
+        return getattr(workflow_handler, step)(event, context)
+
+    def alerts(self) -> list[str]:
+        """Every message published to the alert topic so far, oldest first (read from the queue subscribed to it)."""
+        while batch := self.sqs.receive_message(QueueUrl=self.alert_queue, MaxNumberOfMessages=10).get("Messages"):
+            for message in batch:
+                self.received_alerts.append(message["Body"])
+                self.sqs.delete_message(QueueUrl=self.alert_queue, ReceiptHandle=message["ReceiptHandle"])
+        return list(self.received_alerts)
+
 
 def entered_states(history: list[dict[str, Any]]) -> list[str]:
     return [e["stateEnteredEventDetails"]["name"] for e in history if "stateEnteredEventDetails" in e]
-
-
-def sns_messages(topic_arn: str) -> list[str]:
-    from moto.sns.models import sns_backends
-
-    topic = sns_backends[ACCOUNT_ID][REGION].topics[topic_arn]
-    return [message for _id, message, *_rest in topic.sent_notifications]
 
 
 @pytest.fixture
@@ -168,45 +203,8 @@ def pipeline(
 
     athena = AthenaOnDuckDB(corpus["path"])
     athena.table(f"{env['GLUE_DATABASE']}.{env['GLUE_TABLE']}")
-    holder: dict[str, Pipeline] = {}
-    original_start = AthenaBackend.start_query_execution
-
-    def start_query_execution(self: AthenaBackend, query: str, context: Any, config: Any, workgroup: str,
-                              execution_parameters: list[str] | None) -> str:
-        execution_id = original_start(self, query, context, config, workgroup, execution_parameters)
-        execution = self.executions[execution_id]
-        if athena.never_finish:
-            execution._transitions = [("QUEUED", "RUNNING")]
-        elif athena.fail_with:
-            execution._transitions = [("QUEUED", "RUNNING"), ("RUNNING", "FAILED")]
-        else:
-            athena.answer(query, execution_parameters)
-        return execution_id
-
-    def invoke(self: LambdaSimpleBackend, function_name: str, qualifier: Any, body: Any, headers: Any,
-               response_headers: dict[str, str]) -> bytes:
-        step = function_name.rsplit(":", 1)[-1].removeprefix("media-shield-")
-        event = json.loads(body or "{}")
-        holder["p"].invocations.append((step, event))
-        try:
-            inject = holder["p"].failures.get(step)
-            if inject:
-                inject(event)
-            context = FakeLambdaContext(f"media-shield-{step}", remaining_ms=300_000, memory_limit_in_mb=1024)
-            result = getattr(workflow_handler, step)(event, context)
-        except Exception as exc:  # noqa: BLE001 - answered like Lambda answers an unhandled error
-            response_headers["x-amz-function-error"] = "Unhandled"
-            return json.dumps({
-                "errorType": type(exc).__name__,
-                "errorMessage": str(exc),
-                "stackTrace": traceback.format_exception(exc)[-3:],
-            }).encode()
-        return json.dumps(result).encode()
-
-    monkeypatch.setattr(AthenaBackend, "start_query_execution", start_query_execution)
-    monkeypatch.setattr(LambdaSimpleBackend, "invoke", invoke)
-    # a query advances one state per GetQueryExecution (QUEUED -> RUNNING -> SUCCEEDED): the polling loop runs
-    state_manager.set_transition(model_name="athena::execution", transition={"progression": "manual", "times": 1})
+    on_athena_query_start(monkeypatch, athena.started)
+    pace_queries(times=1)  # one state per GetQueryExecution: QUEUED -> RUNNING -> SUCCEEDED, the polling loop runs
     request.addfinalizer(lambda: state_manager.unset_transition(model_name="athena::execution"))
 
     with mocked_aws(config={"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}):
@@ -218,7 +216,11 @@ def pipeline(
             Configuration={"ResultConfiguration": {"OutputLocation": f"s3://{bucket}/results/"},
                            "EnforceWorkGroupConfiguration": True},
         )
-        topic = boto3.client("sns", region_name=REGION).create_topic(Name="media-shield-alerts")["TopicArn"]
+        sns, sqs = boto3.client("sns", region_name=REGION), boto3.client("sqs", region_name=REGION)
+        topic = sns.create_topic(Name="media-shield-alerts")["TopicArn"]
+        inbox = sqs.create_queue(QueueName="media-shield-alerts-inbox")["QueueUrl"]
+        inbox_arn = sqs.get_queue_attributes(QueueUrl=inbox, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=inbox_arn, Attributes={"RawMessageDelivery": "true"})
         role = boto3.client("iam", region_name=REGION).create_role(
             RoleName="media-shield-workflow",
             AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": []}),
@@ -236,11 +238,12 @@ def pipeline(
         definition = load_definition({**arns, "AlertTopicArn": topic})
         sfn = boto3.client("stepfunctions", region_name=REGION)
         machine = sfn.create_state_machine(name="media-shield-detection", definition=definition, roleArn=role)
-        holder["p"] = Pipeline(
-            sfn=sfn, s3=s3, sns_topic=topic, bucket=bucket, ledger_table=env["LEDGER_TABLE"], store_path=store_path,
-            state_machine=machine["stateMachineArn"], athena=athena,
+        pipeline = Pipeline(
+            sfn=sfn, s3=s3, sqs=sqs, alert_queue=inbox, bucket=bucket, ledger_table=env["LEDGER_TABLE"],
+            store_path=store_path, state_machine=machine["stateMachineArn"], athena=athena,
         )
-        yield holder["p"]
+        dispatch_lambda_invokes(monkeypatch, pipeline.invoke)
+        yield pipeline
     athena.con.close()
 
 

@@ -13,7 +13,7 @@ from detection.revocation import revoke
 from detection.token_expiry import DEFAULT_MARGIN_SECONDS
 from edge.store import LocalEdgeStore
 from edge.store.base import EdgeStoreError
-from tests.workflow.conftest import Pipeline, entered_states, label_column, sns_messages
+from tests.workflow.conftest import Pipeline, entered_states, label_column
 
 pytestmark = pytest.mark.slow
 
@@ -51,7 +51,7 @@ def test_a_run_revokes_the_planted_pirates_and_nobody_else(pipeline: Pipeline, c
 
     report = run["output_json"]["report"]
     assert report["outcome"] == "succeeded" and report["SessionsRevoked"] == len(revoked)
-    assert sns_messages(pipeline.sns_topic) == []
+    assert pipeline.alerts() == []
 
 
 def test_a_rerun_of_the_same_window_changes_nothing(pipeline: Pipeline, corpus: dict[str, Any]) -> None:
@@ -92,7 +92,7 @@ def test_a_failed_query_alerts_and_fails_the_run(pipeline: Pipeline, corpus: dic
     assert "Score" not in states and "Publish" not in states
     (failure,) = pipeline.calls("report")
     assert failure["outcome"] == "failed" and failure["error"]["Error"] == "AthenaQueryFailed"
-    (message,) = sns_messages(pipeline.sns_topic)
+    (message,) = pipeline.alerts()
     assert "AthenaQueryFailed" in message
     assert revocations(pipeline.store_path) == {}
 
@@ -106,7 +106,7 @@ def test_a_query_that_never_finishes_is_stopped(pipeline: Pipeline, corpus: dict
     states = entered_states(run["history"])
     assert states.count("GetQueryState") == 20  # MAX_POLLS
     assert "StopQuery" in states
-    assert "AthenaQueryTimedOut" in sns_messages(pipeline.sns_topic)[0]
+    assert "AthenaQueryTimedOut" in pipeline.alerts()[0]
 
 
 def test_a_keyvaluestore_conflict_is_retried_and_keeps_the_other_writer(
@@ -197,7 +197,7 @@ def test_a_publish_that_keeps_failing_alerts_and_the_next_run_repairs_the_store(
     failed = pipeline.run({"now": corpus["end"]})
 
     assert failed["status"] == "FAILED"
-    assert "PublishError" in sns_messages(pipeline.sns_topic)[0]
+    assert "PublishError" in pipeline.alerts()[0]
     ledger = open_ledger_setting(pipeline.ledger_table)
     in_ledger = {r.session_id for r in ledger.active_revocations(now=corpus["end"])}
     assert manual <= in_ledger  # nothing lost: the ledger is the truth
