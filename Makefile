@@ -15,12 +15,12 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_PYTHON := $(PYTHON)
 
 # The stack's Python functions (template.yaml, BuildMethod makefile): sam build runs `make build-<LogicalId>` here
-# with ARTIFACTS_DIR set. Their code is the three packages, nothing else of the repository; their third-party
-# packages are layers (DependenciesLayer below, and the AWS SDK for pandas layer for the workflow).
+# with ARTIFACTS_DIR set. Each gets the first-party modules its handler imports (tools/lambda_package.py), nothing
+# else of the repository; their third-party packages are layers (DependenciesLayer below, and the AWS SDK for
+# pandas layer for the workflow).
 LAMBDA_FUNCTIONS := TokenIssuerFunction KeyRotationFunction LogTransformFunction RevocationApiFunction \
 	PrepareRunFunction ScoreFunction RecordVerdictsFunction PublishRevocationsFunction ReportRunFunction
 LAMBDA_BUILDS := $(addprefix build-,$(LAMBDA_FUNCTIONS))
-LAMBDA_PACKAGES := edge detection rotation
 # The layer is built for the functions' runtime and architecture whatever the build machine is (no Docker, no
 # Python 3.12 needed): manylinux wheels only. Tests build it for this machine's architecture to run it.
 LAMBDA_PYTHON ?= 3.12
@@ -66,9 +66,9 @@ vectors: $(STAMP)
 	$(PY) -m tests.vectors.generate
 
 template: $(STAMP)
-	$(PY) -m edge.template_inline
-	$(PY) -m detection.template_schema
-	$(PY) -m detection.template_parameters
+	$(PY) -m tools.template_inline
+	$(PY) -m tools.template_schema
+	$(PY) -m tools.template_parameters
 
 bench: $(STAMP)
 	node bench/edge_verify.mjs
@@ -80,11 +80,9 @@ deploy: $(STAMP)
 clean:
 	rm -rf $(VENV) $(UV_VENV) out .pytest_cache .hypothesis
 
-$(LAMBDA_BUILDS):
+$(LAMBDA_BUILDS): build-%:
 	test -n "$(ARTIFACTS_DIR)"
-	mkdir -p "$(ARTIFACTS_DIR)"
-	cp -R $(LAMBDA_PACKAGES) "$(ARTIFACTS_DIR)/"
-	find "$(ARTIFACTS_DIR)" -name __pycache__ -type d -prune -exec rm -rf {} +
+	$(PYTHON) -m tools.lambda_package $* "$(ARTIFACTS_DIR)"
 
 # The functions' shared layer: the lambda-layer group of pyproject.toml at the versions of uv.lock, with their hashes,
 # installed where Lambda looks for a layer's packages (python/).

@@ -12,8 +12,8 @@ minutes) and its Parquet conversion, then measures on each format, in the same r
 - ``read``: only reading (and decoding) the columns features.sql reads, with nothing computed: where reading ends;
 - ``hot``: features.sql cut after its one big aggregation (``parts``, every record in, about one row in twenty
   out): the part of the query whose cost grows with the records, so how far the rest of the query can go;
-- ``features SQL``: detection/sql/features.sql alone (every feature), as DuckDB runs it;
-- ``baseline SQL``: the existing AWS solution's rule (detection/sql/baseline.sql);
+- ``features SQL``: detection/scoring/sql/features.sql alone (every feature), as DuckDB runs it;
+- ``baseline SQL``: the existing AWS solution's rule (detection/scoring/sql/baseline.sql);
 - ``detect``: the whole run, end to end (open the input, features, policy, verdicts), over a window that covers
   every record; and ``detect (newest)``: the same with the default window (10 minutes ending at the newest
   record, which costs a scan of the newest files for TSV).
@@ -61,10 +61,10 @@ LABELS = {
 def _measure(kind: str, path: str, threads: int, start: float, end: float) -> dict[str, Any]:
     import duckdb
 
-    from detection.config import DetectionConfig
+    from detection.scoring.config import DetectionConfig
     from detection.detect import detect
-    from detection.logs import open_logs
-    from detection.query import BASELINE, FEATURES, load_query
+    from detection.logs.reader import open_logs
+    from detection.scoring.query import BASELINE, FEATURES, load_query
 
     clock = time.perf_counter()
     records: int | None = None
@@ -159,9 +159,9 @@ def measure(kind: str, path: Path, threads: int, start: float, end: float) -> di
 
 
 def prepare(data: Path, records: int, seed: int) -> tuple[Path, Path, dict[str, Any]]:
-    from detection.convert import convert_to_parquet
-    from detection.generate import generate_corpus
-    from detection.progress import progress_bar
+    from detection.logs.convert import convert_to_parquet
+    from tools.generate import generate_corpus
+    from tools.progress import progress_bar
 
     tsv, parquet = data / "tsv", data / "parquet"
     summary_path = tsv / "corpus.json"
@@ -219,7 +219,7 @@ def targets(results: dict[str, dict[str, dict[str, Any]]]) -> dict[str, bool]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from detection.progress import progress_bar
+    from tools.progress import progress_bar
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--records", type=int, default=10_000_000, help="records to generate (10 M)")

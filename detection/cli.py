@@ -8,7 +8,7 @@
 - ``evaluate --corpus DIR [--window MINUTES] [--json] [--config FILE]`` prints the evaluation table.
 
 Subcommands are ``COMMANDS`` (name -> (add_arguments, run, help)), whose errors ``main`` reports, plus the
-revocation commands of :mod:`detection.revocation_cli`, which report their own.
+revocation commands of :mod:`revocation.cli`, which report their own.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ def _epoch(text: str) -> float:
 
 
 def _config(args: argparse.Namespace) -> Any:
-    from detection.config import DetectionConfig
+    from detection.scoring.config import DetectionConfig
 
     config = DetectionConfig.load(args.config) if getattr(args, "config", None) else DetectionConfig()
     if getattr(args, "monitor", False):
@@ -112,8 +112,8 @@ def _generate_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _generate(args: argparse.Namespace) -> int:
-    from detection.generate import DEFAULT_START_EPOCH, generate_corpus
-    from detection.progress import progress_bar
+    from tools.generate import DEFAULT_START_EPOCH, generate_corpus
+    from tools.progress import progress_bar
 
     if args.sessions < 1 or args.minutes <= 0 or not math.isfinite(args.minutes):
         raise UsageError("--sessions must be at least 1 and --minutes positive")
@@ -143,8 +143,8 @@ def _convert_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _convert(args: argparse.Namespace) -> int:
-    from detection.convert import convert_to_parquet
-    from detection.progress import progress_bar
+    from detection.logs.convert import convert_to_parquet
+    from tools.progress import progress_bar
 
     with progress_bar("converting", "files") as progress:
         report = convert_to_parquet(args.logs, args.out, fields=args.fields, progress=progress)
@@ -164,7 +164,7 @@ def _evaluate_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from detection.evaluate import evaluate_corpus, format_table
+    from tools.evaluate import evaluate_corpus, format_table
 
     evaluation = evaluate_corpus(args.corpus, window_minutes=args.window, config=_config(args), logs=args.logs)
     if args.json:
@@ -178,13 +178,13 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _demo_arguments(parser: argparse.ArgumentParser) -> None:
-    from detection.demo import add_arguments  # light at import: the heavy parts load when the demo runs
+    from tools.demo import add_arguments  # light at import: the heavy parts load when the demo runs
 
     add_arguments(parser)
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from detection.demo import main as run_demo
+    from tools.demo import main as run_demo
 
     return run_demo(args)
 
@@ -203,16 +203,16 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (add_arguments, _run, help_text) in COMMANDS.items():
         add_arguments(sub.add_parser(name, help=help_text, description=help_text))
-    from detection import revocation_cli
+    from revocation import cli as revocation_cli
 
     revocation_cli.register(sub)  # revoke, unrevoke, revocations, flagged: each sets its own `run`
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from detection.config import ConfigError
-    from detection.logs import InputError
-    from detection.query import QueryError
+    from detection.scoring.config import ConfigError
+    from detection.logs.reader import InputError
+    from detection.scoring.query import QueryError
 
     parser = build_parser()
     try:

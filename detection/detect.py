@@ -1,15 +1,15 @@
 """One detection run, end to end: log input -> the feature SQL -> the policy -> verdicts and stats.
 
-``detect(path)`` opens the input with :mod:`detection.logs` (files, Firehose folders, Parquet; bad lines counted and
-skipped), runs ``detection/sql/features.sql`` over the window on DuckDB, scores the per-session table with
-:mod:`detection.policy` and returns a :class:`DetectRun`, whose ``to_dict()`` is the JSON of the ``detect``
+``detect(path)`` opens the input with :mod:`detection.logs.reader` (files, Firehose folders, Parquet; bad lines counted and
+skipped), runs ``detection/scoring/sql/features.sql`` over the window on DuckDB, scores the per-session table with
+:mod:`detection.scoring.policy` and returns a :class:`DetectRun`, whose ``to_dict()`` is the JSON of the ``detect``
 contract::
 
     {"sessions": [{"session_id", "score", "action", "reasons": [...], "features": {...}}, ...],
      "stats": {"window": ..., "records_read": ..., "records_skipped": {...}, "sessions_scored": ..., ...}}
 
 The window is ``window_minutes`` ending at ``now`` (end exclusive), or, without ``now``, ending just after the
-newest record of the input. Raises ``InputError`` (from detection.logs) when the input is unusable, ``QueryError``
+newest record of the input. Raises ``InputError`` (from detection.logs.reader) when the input is unusable, ``QueryError``
 when the field list lacks a field detection needs, ``ConfigError`` for a bad configuration.
 """
 
@@ -26,12 +26,12 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from detection.config import DetectionConfig
-from detection.logs import InputError, LogInput, open_logs, sql_string
-from detection.policy import PolicyResult, score_sessions
-from detection.query import FEATURES, QueryError, load_query, prepare_relation
-from detection.schema import Field
-from detection.verdicts import Verdict
+from detection.scoring.config import DetectionConfig
+from detection.logs.reader import InputError, LogInput, open_logs, sql_string
+from detection.scoring.policy import PolicyResult, score_sessions
+from detection.scoring.query import FEATURES, QueryError, load_query, prepare_relation
+from detection.logs.schema import Field
+from detection.scoring.verdicts import Verdict
 
 __all__ = [
     "DEFAULT_MEMORY_LIMIT",

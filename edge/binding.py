@@ -14,7 +14,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from edge.b64 import b64url_encode
+from core.b64 import b64url_encode
 
 MESSAGE_PREFIX = "pb1"
 HEADER_NAME = re.compile(r"^[a-z0-9-]{1,64}\Z")

@@ -53,7 +53,7 @@ from edge.key_source import (
     KeySourceError,
     key_source_from_config,
 )
-from edge.lambda_support import ConfigurationError, LambdaSettings, error_response, json_response, powertools
+from core.lambda_support import ConfigurationError, LambdaSettings, error_response, json_response, powertools
 from edge.tokens import MAX_TTL_SECONDS
 from edge.verify import KeyValueReader
 

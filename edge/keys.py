@@ -8,7 +8,7 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-from edge.b64 import b64url_decode, b64url_encode
+from core.b64 import b64url_decode, b64url_encode
 
 MIN_KEY_BYTES = 32
 KID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}\Z")

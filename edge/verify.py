@@ -14,7 +14,7 @@ from typing import Any, Literal, Protocol
 
 import jwt
 
-from edge.b64 import b64url_decode
+from core.b64 import b64url_decode
 from edge.binding import Viewer, binding_matches, validate_descriptor
 from edge.keys import KID_PATTERN, MIN_KEY_BYTES
 from edge.paths import PathShapeError, any_prefix_matches, is_safe_path, split_token

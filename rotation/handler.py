@@ -28,7 +28,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from edge.lambda_support import ConfigurationError, LambdaSettings, powertools
+from core.lambda_support import ConfigurationError, LambdaSettings, powertools
 from edge.store import EdgeStore, open_store
 from edge.tokens import MAX_TTL_SECONDS
 from rotation.keyring import DEFAULT_ISSUER_CACHE_SECONDS, DEFAULT_MARGIN_SECONDS, RotationPolicy

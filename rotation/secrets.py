@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edge.files import replace_file
+from core.files import replace_file
 from edge.key_source import secretsmanager_client
 
 AWSCURRENT = "AWSCURRENT"

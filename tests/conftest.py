@@ -210,7 +210,7 @@ def with_metric(emf: Iterable[Mapping[str, Any]], name: str) -> list[Mapping[str
 def firehose_parse(lines: Iterable[bytes], fields: Any) -> tuple[list[dict[str, Any]], dict[str, int]]:
     """The lines as the Firehose transformation parses them, one by one: ``(rows with every field's column, lines
     rejected per kind)`` (blank lines give neither)."""
-    from detection import firehose_transform
+    from detection.logs import firehose as firehose_transform
 
     rows: list[dict[str, Any]] = []
     kinds: dict[str, int] = {}

@@ -26,7 +26,7 @@ from collections.abc import Collection, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
-from edge.files import replace_file
+from core.files import replace_file
 from edge.store.base import (
     Batch,
     EdgeStore,

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from markupsafe import escape
 
-from detection.demo import DemoError, corpus_signing_key, run_demo
-from detection.ledger import open_ledger
-from detection.report import (
+from tools.demo import DemoError, corpus_signing_key, run_demo
+from revocation.ledger import open_ledger
+from tools.report import (
     FlaggedSession,
     ReplayRow,
     ReportData,
@@ -21,8 +21,8 @@ from detection.report import (
     render_report,
     timeline_figure,
 )
-from detection.scenarios import Viewer, playback, session_token, write_firehose
-from detection.workflow import run_local
+from tools.scenarios import Viewer, playback, session_token, write_firehose
+from detection.workflow.steps import run_local
 from edge.binding import Viewer as EdgeViewer
 from edge.store import open_store
 

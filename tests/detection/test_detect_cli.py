@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 
 from detection.cli import main
-from detection.convert import convert_to_parquet
+from detection.logs.convert import convert_to_parquet
 from detection.detect import detect
-from detection.logs import InputError
-from detection.scenarios import Viewer, playback, records, write_firehose
-from detection.schema import DETECTION_FIELDS
+from detection.logs.reader import InputError
+from tools.scenarios import Viewer, playback, records, write_firehose
+from detection.logs.schema import DETECTION_FIELDS
 
 T0 = 1_767_225_600
 END = T0 + 600

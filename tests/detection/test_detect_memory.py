@@ -10,7 +10,7 @@ import pytest
 
 import detection.detect as detect_module
 from detection.detect import detect
-from detection.scenarios import Viewer, playback, write_firehose
+from tools.scenarios import Viewer, playback, write_firehose
 
 T0 = 1_767_225_600
 PIRATE = "twohomessession001"

@@ -7,10 +7,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from detection.generate import KINDS, LEGIT_KINDS, PIRATE_KINDS, generate_corpus
-from detection.logs import open_logs
-from detection.scenarios import Viewer, complete, encode_user_agent, playback, records, request, session_token
-from detection.schema import DETECTION_FIELDS, FIELDS_BY_NAME, parse_fields
+from tools.generate import KINDS, LEGIT_KINDS, PIRATE_KINDS, generate_corpus
+from detection.logs.reader import open_logs
+from tools.scenarios import Viewer, complete, encode_user_agent, playback, records, request, session_token
+from detection.logs.schema import DETECTION_FIELDS, FIELDS_BY_NAME, parse_fields
 
 SESSIONS, MINUTES, SEED = 400, 4, 11
 SID_SQL = "split_part(split_part(cs_uri_stem, '/', 2), '.', 1)"
@@ -133,7 +133,7 @@ def test_kinds_look_like_their_description(corpus) -> None:
 
 
 def test_any_field_list_is_written_validly(tmp_path: Path) -> None:
-    from detection.schema import ALL_FIELDS
+    from detection.logs.schema import ALL_FIELDS
 
     summary = generate_corpus(tmp_path, sessions=40, minutes=1, seed=2, fields=ALL_FIELDS)
     with open_logs(tmp_path) as logs:

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from detection.cli import main
-from detection.progress import progress_bar
+from tools.progress import progress_bar
 
 
 def test_the_bar_follows_the_callbacks_total_and_count(monkeypatch: pytest.MonkeyPatch) -> None:

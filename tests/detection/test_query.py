@@ -14,9 +14,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlglot import exp
 
-from detection.generate import generate_corpus
-from detection.logs import open_logs
-from detection.query import (
+from tools.generate import generate_corpus
+from detection.logs.reader import open_logs
+from detection.scoring.query import (
     BASELINE,
     FEATURES,
     OPTIONAL_COLUMNS,
@@ -26,8 +26,8 @@ from detection.query import (
     prepare_relation,
     queries,
 )
-from detection.scenarios import Viewer, complete, playback, request, session_token
-from detection.token_expiry import token_expiry
+from tools.scenarios import Viewer, complete, playback, request, session_token
+from revocation.token_expiry import token_expiry
 
 T0 = 1_767_225_600
 WINDOW = (float(T0), float(T0 + 600))
@@ -35,7 +35,7 @@ SID = "querysession00001"
 
 
 def logs_view(requests: list[dict[str, Any]], con: duckdb.DuckDBPyConnection | None = None, **extra: Any):
-    """A DuckDB connection with a ``logs`` view over the completed requests (typed like detection.logs)."""
+    """A DuckDB connection with a ``logs`` view over the completed requests (typed like detection.logs.reader)."""
     con = con or duckdb.connect()
     table = complete(requests)
     for name, values in extra.items():

@@ -1,6 +1,6 @@
 """Every reason: a hand-built pirate scenario that must fire it, and a legit look-alike that must not be flagged.
 
-One world of scenarios (built with detection.scenarios, written in Firehose's layout) is scored once by the real
+One world of scenarios (built with tools.scenarios, written in Firehose's layout) is scored once by the real
 pipeline (detect: logs -> features SQL on DuckDB -> policy); each test reads its sessions' verdicts. Each channel has
 a crowd of ordinary viewers, as it would in production: a channel's real-time pace comes from them.
 """
@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from detection.detect import detect
-from detection.scenarios import RENDITIONS, Viewer, playback, request, session_token, write_firehose
-from detection.verdicts import Action
+from tools.scenarios import RENDITIONS, Viewer, playback, request, session_token, write_firehose
+from detection.scoring.verdicts import Action
 
 T0 = 1_767_225_600  # 2026-01-01T00:00:00Z
 END = T0 + 600  # the window: the ten minutes [T0, END)
@@ -269,7 +269,7 @@ def test_the_legit_lookalike_is_not_flagged(world, name: str, code: str) -> None
 
 
 def test_every_reason_has_a_scenario_and_a_lookalike() -> None:
-    from detection.policy import REASONS
+    from detection.scoring.policy import REASONS
 
     weighty = {code for _, code in PIRATE_CASES}
     assert weighty == set(REASONS) - {"hosting_network", "tool_user_agent"}

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from detection.schema import (
+from detection.logs.schema import (
     ALL_FIELDS,
     DETECTION_FIELDS,
     FIELDS_BY_COLUMN,

@@ -1,4 +1,4 @@
-"""detection.attach: attach the viewer-request function and the real-time log configuration to an existing
+"""tools.attach: attach the viewer-request function and the real-time log configuration to an existing
 distribution's cache behaviors, dry run first, backup and ETag on apply, undo.
 
 moto's CloudFront runs the reads and updates (it keeps RealtimeLogConfigArn but drops FunctionAssociations and
@@ -17,7 +17,7 @@ import boto3
 import pytest
 from botocore.stub import ANY, Stubber
 
-from detection.attach import (
+from tools.attach import (
     BACKUP_FORMAT,
     AttachError,
     behavior_names,

@@ -1,5 +1,5 @@
 """docs/deploy.md against template.yaml: the "Parameters" table is generated from the template's parameters
-(python -m detection.template_parameters), so a parameter added, removed or redescribed in the template without
+(python -m tools.template_parameters), so a parameter added, removed or redescribed in the template without
 `make template` fails here."""
 
 from __future__ import annotations
@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from detection.template_parameters import DOC, main, parameter_table, parameters, render
-from edge.template_inline import ROOT, TEMPLATE
+from tools.template_parameters import DOC, main, parameter_table, parameters, render
+from tools.template_inline import ROOT, TEMPLATE
 
 TEXT = TEMPLATE.read_text(encoding="utf-8")
 DOC_TEXT = DOC.read_text(encoding="utf-8")
-BEGIN = "<!-- BEGIN generated: parameters (python -m detection.template_parameters) -->\n"
+BEGIN = "<!-- BEGIN generated: parameters (python -m tools.template_parameters) -->\n"
 END = "<!-- END generated: parameters -->\n"
 SMALL_DOC = f"# Deploying\n\n## Parameters\n\n{BEGIN}| stale |\n{END}\nAfter the table.\n"
 SMALL_TEMPLATE = """\
@@ -57,8 +57,8 @@ def doc_rows(doc: str) -> dict[str, str]:
 
 
 def test_check_passes_on_the_repository() -> None:
-    assert render(DOC_TEXT, TEXT) == DOC_TEXT, "run: make template (python -m detection.template_parameters)"
-    result = subprocess.run([sys.executable, "-m", "detection.template_parameters", "--check"], cwd=ROOT,
+    assert render(DOC_TEXT, TEXT) == DOC_TEXT, "run: make template (python -m tools.template_parameters)"
+    result = subprocess.run([sys.executable, "-m", "tools.template_parameters", "--check"], cwd=ROOT,
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
 

@@ -1,5 +1,5 @@
-"""detection/firehose_transform.py: the Firehose transformation parses real-time log lines exactly as the local reader
-(detection.logs, DuckDB) does, answers Firehose's record contract, and counts edge decisions."""
+"""detection/logs/firehose.py: the Firehose transformation parses real-time log lines exactly as the local reader
+(detection.logs.reader, DuckDB) does, answers Firehose's record contract, and counts edge decisions."""
 
 from __future__ import annotations
 
@@ -14,10 +14,10 @@ import pyarrow.json as pa_json
 import pyarrow.parquet as pq
 import pytest
 
-from detection import firehose_transform as ft
-from detection.generate import generate_corpus
-from detection.logs import MAX_LINE_BYTES, open_logs
-from detection.schema import DETECTION_FIELDS, FIELDS_BY_NAME, athena_columns
+from detection.logs import firehose as ft
+from tools.generate import generate_corpus
+from detection.logs.reader import MAX_LINE_BYTES, open_logs
+from detection.logs.schema import DETECTION_FIELDS, FIELDS_BY_NAME, athena_columns
 from tests.conftest import firehose_parse
 
 NUMBERS = [
@@ -209,7 +209,7 @@ _ARROW = {"double": pa.float64(), "bigint": pa.int64(), "int": pa.int32(), "stri
 def test_firehose_path_gives_the_rows_the_local_reader_reads(tmp_path: Path) -> None:
     """Generated corpus -> transformation (record by record, as Kinesis delivers) -> JSON read with the Glue
     schema and written as Parquet in the same hour folders (standing in for Firehose's OpenX JSON + Parquet
-    conversion) -> detection.logs reads the same rows as from the TSV."""
+    conversion) -> detection.logs.reader reads the same rows as from the TSV."""
     tsv = tmp_path / "tsv"
     generate_corpus(tsv, sessions=30, minutes=3, seed=7, pirate_share=0.2)
     schema = pa.schema([(name, _ARROW[hive]) for name, hive in athena_columns(DETECTION_FIELDS)])

@@ -5,9 +5,7 @@ and nothing that only the local tools use (DuckDB, the demo's report libraries, 
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import tomllib
 from pathlib import Path
 
@@ -16,10 +14,9 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from tests.infra.test_template_pipeline import RES, ROOT, TPL
+from tools import lambda_package
+from tools.lambda_package import FUNCTION_PACKAGES
 
-PACKAGES = {"edge", "detection", "rotation"}
-#: Installed here for the local engine, the demo and the tests; in no layer, so no handler may import them.
-NOT_IN_LAMBDA = ["duckdb", "matplotlib", "jinja2", "moto", "pytest", "hypothesis", "cfnlint", "samtranslator"]
 #: Only the AWS SDK for pandas layer has these.
 PANDAS_LAYER = ["pandas", "numpy", "pyarrow"]
 
@@ -79,49 +76,45 @@ def test_every_function_is_built_from_the_makefile_with_the_shared_layer() -> No
 
 def test_only_the_workflow_functions_take_the_pandas_layer() -> None:
     users = {name for name, resource in FUNCTIONS.items() if _uses_pandas_layer(resource)}
-    workflow = {name for name, r in FUNCTIONS.items() if r["Properties"]["Handler"].startswith("detection.workflow_")}
+    workflow = {name for name, r in FUNCTIONS.items() if r["Properties"]["Handler"].startswith("detection.workflow.handlers.")}
     assert users == workflow and len(workflow) == 5
     assert TPL["Parameters"]["PandasLayerArn"]["AllowedPattern"].startswith("^arn:aws")
     assert "Default" not in TPL["Parameters"]["PandasLayerArn"]  # no guessed version: sam deploy --guided asks
 
 
-_IMPORT_HANDLER = """
-import importlib, sys
-denied = set(sys.argv[3].split(","))
-
-class NotInTheLambdaPackage:
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in denied:
-            raise ImportError(f"{name} is in neither the function's package nor its layers")
-
-sys.meta_path.insert(0, NotInTheLambdaPackage())
-sys.path.insert(0, sys.argv[1])
-module_name, attribute = sys.argv[2].rsplit(".", 1)
-module = importlib.import_module(module_name)
-assert callable(getattr(module, attribute)), sys.argv[2]
-print(module.__file__)
-"""
+def assert_only_its_code(artifacts: Path, handler: str) -> None:
+    """The handler's module is there, no local tool is, and nothing but first-party packages."""
+    module = artifacts.joinpath(*handler.split(".")[:-1]).with_suffix(".py")
+    assert module.is_file(), module
+    assert {p.name for p in artifacts.iterdir()} <= set(FUNCTION_PACKAGES), handler
+    assert not (artifacts / "tools").exists() and not list(artifacts.rglob("__pycache__"))
+    assert not list(artifacts.rglob("demo.py")) and not list(artifacts.rglob("*.j2")), handler
+    if (artifacts / "detection" / "scoring" / "query.py").exists():  # package data travels with its package
+        assert (artifacts / "detection" / "scoring" / "sql" / "features.sql").is_file()
 
 
-@pytest.mark.slow
-def test_each_handler_imports_from_its_built_package_alone(tmp_path: Path) -> None:
-    """`make build-<Function>` output, imported as Lambda would (the package dir first on sys.path), with every
-    module that no layer provides made unimportable."""
+def test_each_function_is_built_with_the_modules_its_handler_imports_and_no_tool(tmp_path: Path) -> None:
+    """`make build-<Function>`; tests/infra/test_lambda_runtime.py runs each build under a Lambda-like runtime."""
     for name, resource in FUNCTIONS.items():
         artifacts = tmp_path / name
         built = subprocess.run(["make", "--silent", f"build-{name}", f"ARTIFACTS_DIR={artifacts}"], cwd=ROOT,
                                capture_output=True, text=True)
         assert built.returncode == 0, built.stderr
-        assert {p.name for p in artifacts.iterdir()} == PACKAGES, name
-        assert not list(artifacts.rglob("__pycache__"))
-        assert (artifacts / "detection" / "sql" / "features.sql").is_file()  # package data travels along
-        denied = NOT_IN_LAMBDA + ([] if _uses_pandas_layer(resource) else PANDAS_LAYER)
-        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-        handler = resource["Properties"]["Handler"]
-        imported = subprocess.run([sys.executable, "-c", _IMPORT_HANDLER, str(artifacts), handler, ",".join(denied)],
-                                  cwd=tmp_path, env=env, capture_output=True, text=True)
-        assert imported.returncode == 0, f"{name} ({handler}): {imported.stderr[-2000:]}"
-        assert imported.stdout.strip().startswith(str(artifacts)), imported.stdout
+        assert_only_its_code(artifacts, resource["Properties"]["Handler"])
+    issuer = {p.relative_to(tmp_path / "TokenIssuerFunction").as_posix()
+              for p in (tmp_path / "TokenIssuerFunction").rglob("*.py")}
+    assert "edge/issuer_handler.py" in issuer and not any(p.startswith(("detection/", "revocation/")) for p in issuer)
+
+
+def test_a_handler_that_imports_a_tool_cannot_be_built(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    module = tmp_path / "core" / "uses_a_tool.py"
+    module.parent.mkdir()
+    module.write_text("import json\n\ndef handler(event, context):\n    from tools import demo\n", encoding="utf-8")
+    (tmp_path / "core" / "__init__.py").write_text("", encoding="utf-8")
+    monkeypatch.setattr(lambda_package, "ROOT", tmp_path)
+    with pytest.raises(lambda_package.PackagingError, match="tools"):
+        lambda_package.closure("core.uses_a_tool")
+    assert set(lambda_package.closure("core")) == {"core"}
 
 
 AARCH64 = 0xB7  # ELF e_machine
@@ -141,7 +134,7 @@ def test_sam_build_makes_arm64_layers_and_small_functions(tmp_path: Path) -> Non
                             cwd=ROOT, capture_output=True, text=True, timeout=1200)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     for name in FUNCTIONS:
-        assert {p.name for p in (build_dir / name).iterdir()} == PACKAGES, name
+        assert_only_its_code(build_dir / name, FUNCTIONS[name]["Properties"]["Handler"])
         size = sum(p.stat().st_size for p in (build_dir / name).rglob("*") if p.is_file())
         assert size < 5 * 2**20, f"{name}: {size} bytes: more than the three packages?"
     layer = build_dir / "DependenciesLayer" / "python"

@@ -34,9 +34,9 @@ import pytest
 import requests
 from moto.server import ThreadedMotoServer
 
-from detection.generate import generate_corpus
-from detection.ledger.dynamodb import create_table
-from detection.schema import DETECTION_FIELDS
+from tools.generate import generate_corpus
+from revocation.ledger.dynamodb import create_table
+from detection.logs.schema import DETECTION_FIELDS
 from rotation.keyring import RotationPolicy, parse_secret_value, plan_rotation
 from rotation.secrets import AWSCURRENT, AWSPENDING
 from tests.conftest import ACCOUNT_ID, REGION, http_event

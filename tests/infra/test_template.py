@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from edge.template_inline import SOURCE, TEMPLATE, inline
+from tools.template_inline import SOURCE, TEMPLATE, inline
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -37,7 +37,7 @@ def test_inline_replaces_only_the_code_block() -> None:
 
 
 def test_inline_check_mode_agrees() -> None:
-    result = subprocess.run([sys.executable, "-m", "edge.template_inline", "--check"], cwd=ROOT,
+    result = subprocess.run([sys.executable, "-m", "tools.template_inline", "--check"], cwd=ROOT,
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
 

@@ -18,12 +18,13 @@ from typing import Any
 import pytest
 from samtranslator.yaml_helper import yaml_parse
 
-from detection import firehose_transform, revocation_handler
-from detection.ledger.dynamodb import GSI_NAME, cloudformation_properties
-from detection.logs import partition_start
-from detection.query import FEATURES, load_query
-from detection.schema import DETECTION_FIELDS, athena_columns
-from detection.template_schema import TEMPLATE, render
+from detection.logs import firehose as firehose_transform
+from revocation import handler as revocation_handler
+from revocation.ledger.dynamodb import GSI_NAME, cloudformation_properties
+from detection.logs.reader import partition_start
+from detection.scoring.query import FEATURES, load_query
+from detection.logs.schema import DETECTION_FIELDS, athena_columns
+from tools.template_schema import TEMPLATE, render
 
 ROOT = Path(__file__).resolve().parents[2]
 TEXT = TEMPLATE.read_text(encoding="utf-8")
@@ -45,8 +46,8 @@ def globals_env() -> dict[str, str]:
 
 
 def test_generated_schema_blocks_are_current() -> None:
-    assert render(TEXT) == TEXT, "run: python -m detection.template_schema"
-    result = subprocess.run([sys.executable, "-m", "detection.template_schema", "--check"], cwd=ROOT,
+    assert render(TEXT) == TEXT, "run: python -m tools.template_schema"
+    result = subprocess.run([sys.executable, "-m", "tools.template_schema", "--check"], cwd=ROOT,
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
 
@@ -140,7 +141,7 @@ def test_firehose_converts_the_transformed_records_to_parquet_with_the_glue_sche
     assert parameters["LambdaArn"] == {"Fn::GetAtt": ["LogTransformFunction", "Arn"]}
     # 1 MB of TSV becomes < 3 MB of base64 JSON: under Lambda's 6 MB response limit.
     assert float(parameters["BufferSizeInMBs"]) <= 1
-    assert props("LogTransformFunction")["Handler"] == "detection.firehose_transform.handler"
+    assert props("LogTransformFunction")["Handler"] == "detection.logs.firehose.handler"
     assert "LOG_FIELDS" not in (props("LogTransformFunction").get("Environment") or {}).get("Variables", {}), (
         "the transformation parses DETECTION_FIELDS, the list the template requests"
     )
@@ -182,7 +183,7 @@ def _actions(function: str, service: str) -> tuple[set[str], list[Any]]:
 
 def test_revocation_api_has_the_permissions_its_code_uses_and_no_more() -> None:
     function = props("RevocationApiFunction")
-    assert function["Handler"] == "detection.revocation_handler.handler"
+    assert function["Handler"] == "revocation.handler.handler"
     assert function["FunctionUrlConfig"] == {"AuthType": "AWS_IAM"}
     env = function["Environment"]["Variables"]
     assert set(env) == {revocation_handler.LEDGER_TABLE_ENV, revocation_handler.EDGE_STORE_ENV,
@@ -191,7 +192,7 @@ def test_revocation_api_has_the_permissions_its_code_uses_and_no_more() -> None:
     assert env["EDGE_STORE"] == {"Fn::GetAtt": ["EdgeKeyValueStore", "Arn"]}
 
     dynamodb, tables = _actions("RevocationApiFunction", "dynamodb")
-    assert dynamodb == _client_calls("detection/ledger/dynamodb.py")
+    assert dynamodb == _client_calls("revocation/ledger/dynamodb.py")
     assert tables == [{"Fn::GetAtt": ["LedgerTable", "Arn"]}, {"Fn::Sub": f"${{LedgerTable.Arn}}/index/{GSI_NAME}"}]
     kvs, store = _actions("RevocationApiFunction", "cloudfront-keyvaluestore")
     assert kvs == _client_calls("edge/store/kvs.py")
@@ -306,11 +307,11 @@ def test_alarms_watch_metrics_the_code_emits_and_notify_the_topic() -> None:
         assert props(name)["AlarmActions"] == [{"Ref": "AlertTopic"}], name
     namespace, service = globals_env()["POWERTOOLS_METRICS_NAMESPACE"], globals_env()["POWERTOOLS_SERVICE_NAME"]
     emitted_by = {
-        "EdgeStoreUtilization": "detection/publisher.py",  # store_metrics: the revocation API and each run emit it
-        "RevocationsNotPublished": "detection/publisher.py",
-        "EdgeRequests": "detection/firehose_transform.py",
-        "LogRecordsParsed": "detection/firehose_transform.py",
-        "LogRecordsRejected": "detection/firehose_transform.py",
+        "EdgeStoreUtilization": "revocation/publisher.py",  # store_metrics: the revocation API and each run emit it
+        "RevocationsNotPublished": "revocation/publisher.py",
+        "EdgeRequests": "detection/logs/firehose.py",
+        "LogRecordsParsed": "detection/logs/firehose.py",
+        "LogRecordsRejected": "detection/logs/firehose.py",
     }
     outcomes = set()
     for name in alarms:
@@ -398,7 +399,7 @@ def test_demo_distribution_is_optional_and_protected() -> None:
 
 def test_attach_command_output_names_this_stacks_arns() -> None:
     command = TPL["Outputs"]["AttachCommand"]["Value"]["Fn::Sub"]
-    assert command.startswith("python -m detection.attach ")
+    assert command.startswith("python -m tools.attach ")
     assert "${ViewerRequestFunction.FunctionMetadata.FunctionARN}" in command
     assert "${RealtimeLogConfig.Arn}" in command
 

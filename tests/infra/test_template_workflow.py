@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
 
-from detection import workflow_handler
-from detection.workflow import run_time
+from detection.workflow import handlers as workflow_handler
+from detection.workflow.steps import run_time
 from tests.infra.test_template_pipeline import RES, ROOT, TPL, _actions, _client_calls, props
 
 STEP_FUNCTIONS = {
@@ -58,7 +58,7 @@ def test_each_task_function_runs_its_handler_with_the_environment_its_settings_r
     for substitution, (resource, step, settings) in STEP_FUNCTIONS.items():
         assert substitutions[substitution] == {"Fn::GetAtt": [resource, "Arn"]}
         function = props(resource)
-        assert function["Handler"] == f"detection.workflow_handler.{step}"
+        assert function["Handler"] == f"detection.workflow.handlers.{step}"
         env = set(function.get("Environment", {}).get("Variables", {}))
         read = set() if settings is None else {f.validation_alias for f in settings.model_fields.values()}
         assert env == read, f"{resource}: sets {sorted(env)}, its settings read {sorted(read)}"
@@ -68,7 +68,7 @@ def test_each_task_function_runs_its_handler_with_the_environment_its_settings_r
 
 
 def test_ledger_and_edge_store_permissions_are_what_the_adapters_call() -> None:
-    dynamodb = _client_calls("detection/ledger/dynamodb.py")
+    dynamodb = _client_calls("revocation/ledger/dynamodb.py")
     for resource in ("RecordVerdictsFunction", "PublishRevocationsFunction"):
         actions, resources = _actions(resource, "dynamodb")
         assert actions == dynamodb
@@ -83,7 +83,7 @@ def test_score_function_keeps_the_log_contract_of_the_dashboard() -> None:
     score = props("ScoreFunction")
     assert score["FunctionName"] == {"Fn::Sub": "${AWS::StackName}-score"}
     assert score["LoggingConfig"] == {"LogGroup": {"Ref": "ScoreLogGroup"}}
-    source = (ROOT / "detection" / "workflow_handler.py").read_text(encoding="utf-8")
+    source = (ROOT / "detection" / "workflow" / "handlers.py").read_text(encoding="utf-8")
     assert '"verdict"' in source
     for name in ("session_id", "reasons", "score", "action"):
         assert f'"{name}":' in source

@@ -17,7 +17,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from edge.b64 import b64url_decode, b64url_encode
+from core.b64 import b64url_decode, b64url_encode
 from edge.binding import Viewer
 from edge.keys import SigningKey
 from edge.paths import any_prefix_matches, is_safe_path

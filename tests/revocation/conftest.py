@@ -10,8 +10,8 @@ from typing import Any
 import boto3
 import pytest
 
-from detection.ledger import Ledger, Reason, SqliteLedger, Verdict
-from detection.ledger.dynamodb import DynamoDbLedger, create_table
+from revocation.ledger import Ledger, Reason, SqliteLedger, Verdict
+from revocation.ledger.dynamodb import DynamoDbLedger, create_table
 from edge.store import LocalEdgeStore
 from tests.conftest import REGION, mocked_aws
 

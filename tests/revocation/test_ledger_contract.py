@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from detection.ledger import Ledger, Reason, RevokeOutcome, SqliteLedger, Verdict
-from detection.ledger.dynamodb import DynamoDbLedger
+from revocation.ledger import Ledger, Reason, RevokeOutcome, SqliteLedger, Verdict
+from revocation.ledger.dynamodb import DynamoDbLedger
 
 from .conftest import HOUR, NOW, sid, verdict
 

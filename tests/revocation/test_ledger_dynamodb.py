@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from detection.ledger import LedgerConflictError, LedgerError, RevokeOutcome
-from detection.ledger.dynamodb import (
+from revocation.ledger import LedgerConflictError, LedgerError, RevokeOutcome
+from revocation.ledger.dynamodb import (
     DEFAULT_RETENTION_SECONDS,
     GSI_NAME,
     TABLE_DEFINITION,

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from detection.ledger import Revocation, SqliteLedger
-from detection.publisher import PublishError, priority, publish
+from revocation.ledger import Revocation, SqliteLedger
+from revocation.publisher import PublishError, priority, publish
 from edge.store import LocalEdgeStore, RetryPolicy
 from edge.store.base import Batch, EdgeStoreError, RetryableStoreError, StoreState, entry_size
 
@@ -151,7 +151,7 @@ def test_capacity_warning_past_80_percent(sqlite_ledger: SqliteLedger, store: Re
     quiet = publish(sqlite_ledger, store, now=NOW, reserve_bytes=0)
     assert not quiet.capacity_warning and quiet.fraction < 0.8
     store.limit_bytes = int(total / 0.85)  # 85 %: loud
-    with caplog.at_level(logging.WARNING, logger="detection.publisher"):
+    with caplog.at_level(logging.WARNING, logger="revocation.publisher"):
         loud = publish(sqlite_ledger, store, now=NOW, reserve_bytes=0)
     assert loud.capacity_warning and loud.fraction == pytest.approx(0.85, abs=0.01) and loud.complete
     assert any("85." in r.getMessage() or "84." in r.getMessage() for r in caplog.records)
@@ -167,7 +167,7 @@ def test_when_the_store_cannot_hold_everything_the_highest_priority_goes_first(
     sqlite_ledger.revoke(sid(99), "manual", NOW + 60, "manual:alice", now=NOW)
     per_entry = entry_size(f"r:{sid(0)}", f"{NOW + HOUR}|auto")
     store.limit_bytes = entry_size(*KEY) + 5 * per_entry + 3  # room for five
-    with caplog.at_level(logging.ERROR, logger="detection.publisher"):
+    with caplog.at_level(logging.ERROR, logger="revocation.publisher"):
         result = publish(sqlite_ledger, store, now=NOW, reserve_bytes=0)
     published = {k.removeprefix("r:") for k in revocations_in(store)}
     assert published == {sid(99), sid(7), sid(6), sid(5), sid(4)}  # manual first, then the latest expiring

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from detection.ledger import SqliteLedger
-from detection.revocation_cli import register
+from revocation.ledger import SqliteLedger
+from revocation.cli import register
 from edge.store import LocalEdgeStore
 
 from .conftest import HOUR, NOW, sid, verdict

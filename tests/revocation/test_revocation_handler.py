@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from detection.ledger.dynamodb import DynamoDbLedger
+from revocation.ledger.dynamodb import DynamoDbLedger
 from edge.store import LocalEdgeStore
 from tests.conftest import FakeLambdaContext, body_of, http_event, imported_handler, powertools_env, set_environment
 
@@ -23,7 +23,7 @@ CONTEXT = FakeLambdaContext("revocation-api")
 
 @pytest.fixture(scope="module")
 def handler_module():
-    with imported_handler("detection.revocation_handler", POWERTOOLS_ENV) as module:
+    with imported_handler("revocation.handler", POWERTOOLS_ENV) as module:
         yield module
 
 
@@ -158,8 +158,8 @@ def test_missing_configuration_is_500_and_logged(
 def test_bare_table_name_is_dynamodb_and_allow_list_is_comma_separated(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    from detection.ledger import DynamoDbLedger, SqliteLedger, open_ledger_setting
-    from detection.revocation_handler import RevocationSettings
+    from revocation.ledger import DynamoDbLedger, SqliteLedger, open_ledger_setting
+    from revocation.handler import RevocationSettings
 
     monkeypatch.setenv("LEDGER_TABLE", "ledger")
     monkeypatch.setenv("EDGE_STORE", "store.json")

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from detection.ledger import Reason, RevokeOutcome, SqliteLedger
-from detection.publisher import publish
-from detection.revocation import (
+from revocation.ledger import Reason, RevokeOutcome, SqliteLedger
+from revocation.publisher import publish
+from revocation.service import (
     DEFAULT_MANUAL_TTL_SECONDS,
     MAX_REVOCATION_SECONDS,
     AllowListedError,
@@ -24,7 +24,7 @@ from detection.revocation import (
     revoke_run,
     session_asns,
 )
-from detection.token_expiry import DEFAULT_MARGIN_SECONDS
+from revocation.token_expiry import DEFAULT_MARGIN_SECONDS
 from edge.store import LocalEdgeStore
 from edge.store.base import Batch, EdgeStoreError, StoreState
 from edge.verify import revocation_active

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from detection.token_expiry import (
+from revocation.token_expiry import (
     DEFAULT_MARGIN_SECONDS,
     TokenInfo,
     expiry_for_session,
@@ -16,7 +16,7 @@ from detection.token_expiry import (
     revocation_expiry,
     token_expiry,
 )
-from edge.b64 import b64url_encode
+from core.b64 import b64url_encode
 from edge.keys import generate_key
 from edge.tokens import MAX_TTL_SECONDS, TokenRequest, issue_token
 

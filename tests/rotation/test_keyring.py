@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edge.b64 import b64url_decode
+from core.b64 import b64url_decode
 from edge.keys import generate_key, parse_key_text
 from edge.verify import SKEW_SECONDS
 from rotation.keyring import (

@@ -214,7 +214,7 @@ def test_three_rotations_never_refuse_a_live_token(bootstrapped: World) -> None:
 
 
 def _secret_of(w: World, kid: str) -> bytes:
-    from edge.b64 import b64url_decode
+    from core.b64 import b64url_decode
 
     value = w.store.get(f"k:{kid}")
     assert value is not None

@@ -1,4 +1,4 @@
-"""edge.files.replace_file: the one atomic file replacement of the edge store, the local secret, run files,
+"""core.files.replace_file: the one atomic file replacement of the edge store, the local secret, run files,
 the demo report and attach's backups."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from edge.files import replace_file
+from core.files import replace_file
 
 
 def _mode(path: Path) -> int:
@@ -33,7 +33,7 @@ def test_a_failed_write_leaves_the_file_and_no_temporary(tmp_path: Path, monkeyp
     def refuse(*args: object) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("edge.files.os.replace", refuse)
+    monkeypatch.setattr("core.files.os.replace", refuse)
     with pytest.raises(OSError, match="No space"):
         replace_file(target, b"new")
     assert target.read_bytes() == b"old"

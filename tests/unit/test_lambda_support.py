@@ -1,4 +1,4 @@
-"""edge.lambda_support: settings from the environment, Powertools set-up, JSON answers."""
+"""core.lambda_support: settings from the environment, Powertools set-up, JSON answers."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from pydantic import Field, model_validator
 
-from edge.lambda_support import (
+from core.lambda_support import (
     NO_STORE,
     ConfigurationError,
     LambdaSettings,

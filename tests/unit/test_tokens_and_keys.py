@@ -3,7 +3,7 @@ import json
 import jwt
 import pytest
 
-from edge.b64 import b64url_decode, b64url_encode
+from core.b64 import b64url_decode, b64url_encode
 from edge.binding import Viewer
 from edge.keys import InvalidKeyError, SigningKey, generate_key, load_key_file, parse_key_text
 from edge.tokens import MAX_TTL_SECONDS, TokenRequest, TokenRequestError, issue_token, new_session_id

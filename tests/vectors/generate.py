@@ -15,7 +15,7 @@ from typing import Any
 
 import jwt
 
-from edge.b64 import b64url_decode, b64url_encode
+from core.b64 import b64url_decode, b64url_encode
 from edge.binding import Viewer
 from edge.keys import SigningKey
 from edge.tokens import TokenRequest, issue_token

@@ -8,7 +8,7 @@
 * How the query progresses is moto's public state transition API (``state_manager.set_transition`` on
   ``athena::execution``): QUEUED -> RUNNING -> SUCCEEDED, one step per GetQueryExecution, or held QUEUED for ever.
 * Lambda tasks: moto's "simple" Lambda backend (public: ``lambda.use_docker: False``) calls the handler of
-  :mod:`detection.workflow_handler` named by the function, and answers an exception the way Lambda does
+  :mod:`detection.workflow.handlers` named by the function, and answers an exception the way Lambda does
   (``FunctionError``, ``errorType``), so the definition's Retry/Catch see the handler's error names.
 * Alerts: an SQS queue subscribed to the SNS topic (raw delivery) receives what the workflow publishes.
 * Ledger: moto DynamoDB (the template's table definition). Edge store: the local twin (moto has no KeyValueStore),
@@ -36,11 +36,11 @@ import pyarrow.parquet as pq
 import pytest
 from moto.moto_api import state_manager
 
-from detection import workflow_handler
-from detection.generate import generate_corpus
-from detection.ledger.dynamodb import create_table
-from detection.logs import open_logs
-from detection.query import Query
+from detection.workflow import handlers as workflow_handler
+from tools.generate import generate_corpus
+from revocation.ledger.dynamodb import create_table
+from detection.logs.reader import open_logs
+from detection.scoring.query import Query
 from tests.conftest import ACCOUNT_ID, REGION, FakeLambdaContext, mocked_aws
 from tests.workflow.moto_hooks import StartedQuery, dispatch_lambda_invokes, fail_athena_query, on_athena_query_start
 
@@ -232,7 +232,7 @@ def pipeline(
                 FunctionName=f"media-shield-{step}",
                 Runtime="python3.11",
                 Role=role,
-                Handler=f"detection.workflow_handler.{step}",
+                Handler=f"detection.workflow.handlers.{step}",
                 Code={"ZipFile": b"PK\x05\x06" + b"\x00" * 18},
             )["FunctionArn"]
         definition = load_definition({**arns, "AlertTopicArn": topic})

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from detection.ledger import open_ledger_setting
-from detection.revocation import revoke
-from detection.token_expiry import DEFAULT_MARGIN_SECONDS
+from revocation.ledger import open_ledger_setting
+from revocation.service import revoke
+from revocation.token_expiry import DEFAULT_MARGIN_SECONDS
 from edge.store import LocalEdgeStore
 from edge.store.base import EdgeStoreError
 from tests.workflow.conftest import Pipeline, entered_states, label_column
@@ -113,7 +113,7 @@ def test_a_keyvaluestore_conflict_is_retried_and_keeps_the_other_writer(
     pipeline: Pipeline, corpus: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Key rotation writes k: while the publisher updates: the ETag conflict is retried, both changes survive."""
-    from detection import workflow_handler
+    from detection.workflow import handlers as workflow_handler
 
     rotation = LocalEdgeStore(pipeline.store_path)
     conflicts = []
@@ -153,7 +153,7 @@ def test_a_partial_publish_is_retried_by_the_workflow(
 ) -> None:
     """The store takes the first 50-key update and fails the second: PublishError, the workflow retries publish,
     the retry sends only what is missing."""
-    from detection import workflow_handler
+    from detection.workflow import handlers as workflow_handler
 
     manual = _seed_manual_revocations(pipeline, corpus["end"] - 60, 70)
     calls = []
@@ -179,7 +179,7 @@ def test_a_partial_publish_is_retried_by_the_workflow(
 def test_a_publish_that_keeps_failing_alerts_and_the_next_run_repairs_the_store(
     pipeline: Pipeline, corpus: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from detection import workflow_handler
+    from detection.workflow import handlers as workflow_handler
 
     manual = _seed_manual_revocations(pipeline, corpus["end"] - 60, 70)
     broken = {"on": True}

@@ -1,4 +1,4 @@
-"""The workflow's steps without AWS (detection/workflow.py), the run files adapters, and the handlers' settings."""
+"""The workflow's steps without AWS (detection/workflow/steps.py), the run files adapters, and the handlers' settings."""
 
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ import pytest
 import sqlglot
 from sqlglot import exp
 
-from detection import workflow_handler
-from detection.ledger import SqliteLedger
-from detection.run_files import LocalRunFiles, RunFilesError, S3RunFiles, open_run_files
-from detection.workflow import (
+from detection.workflow import handlers as workflow_handler
+from revocation.ledger import SqliteLedger
+from detection.workflow.run_files import LocalRunFiles, RunFilesError, S3RunFiles, open_run_files
+from detection.workflow.steps import (
     MAX_TOKENS_PER_SESSION,
     WorkflowInputError,
     plan_run,
@@ -27,7 +27,7 @@ from detection.workflow import (
     run_time,
     token_exps,
 )
-from edge.lambda_support import ConfigurationError
+from core.lambda_support import ConfigurationError
 from edge.store import LocalEdgeStore
 from edge.tokens import MAX_TTL_SECONDS
 from tests.conftest import mocked_aws, set_environment
@@ -73,7 +73,7 @@ def test_run_time_takes_now_then_the_scheduled_time_then_the_execution_start() -
 
 
 def test_token_exps_fall_back_to_the_longest_lifetime_when_the_list_may_be_cut() -> None:
-    from detection.generate import session_token
+    from tools.generate import session_token
 
     assert token_exps(None, NOW) == []
     assert token_exps(["garbage"], NOW) == [None]

@@ -1,0 +1,1 @@
+"""What every package of the repository may import, and which imports none of them: base64url, atomic files, session-id rules, the Lambda functions' settings and Powertools set-up, AWS client factories."""

@@ -1,0 +1,1 @@
+"""Revocation: the ledger (the truth about every verdict and revocation), token expiry read from logged tokens, the publisher (ledger to edge store), the revocation service, its Lambda handler (the revocation API) and CLI."""

@@ -1,0 +1,361 @@
+"""The ledger of verdicts and revocations: domain models, the rules every backend shares, and the interface.
+
+The ledger is the truth about who is revoked; the edge store is a projection of it that the publisher
+(:mod:`revocation.publisher`) keeps in step. Two backends implement :class:`Ledger` with the same behaviour (one
+parametrized contract suite checks both): DynamoDB in AWS (:mod:`revocation.ledger.dynamodb`) and SQLite locally
+(:mod:`revocation.ledger.sqlite`).
+
+Rules (the contract):
+
+* :meth:`Ledger.record_verdicts` is idempotent per (session, run): the first record of a session in a run wins, so a
+  re-run of the same window changes nothing.
+* :meth:`Ledger.revoke` is idempotent and never shortens a revocation: revoking an active revocation again keeps the
+  later expiry. An expired revocation is replaced by the new one. A revocation that an operator lifted is not revoked
+  again *automatically* while it would still have been in force (the operator judged the session legitimate; the
+  detection window that flagged it is likely to flag it again on the next run); a manual revoke always applies.
+  :func:`plan_revoke` holds this decision, so both backends make it the same way.
+* :meth:`Ledger.lift` marks a revocation lifted (idempotent: lifting twice keeps the first lift).
+* Times are whole epoch seconds; a revocation is active while ``lifted_at is None and expires_at > now``, the same
+  comparison the edge makes (:func:`edge.verify.revocation_active`).
+
+No boto3 here.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Mapping
+from enum import Enum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+
+from edge.paths import SESSION_ID
+
+__all__ = [
+    "ACTOR_PATTERN",
+    "REASON_CODE_PATTERN",
+    "RUN_ID_PATTERN",
+    "SESSION_ID_PATTERN",
+    "Ledger",
+    "LedgerConflictError",
+    "LedgerError",
+    "Reason",
+    "RecordResult",
+    "Revocation",
+    "RevokeOutcome",
+    "RevokeResult",
+    "SessionHistory",
+    "Verdict",
+    "is_manual",
+    "normalise_verdicts",
+    "plain_json",
+    "plan_revoke",
+]
+
+SESSION_ID_PATTERN = SESSION_ID
+REASON_CODE_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}\Z")
+"""A reason code: lower-case letters, digits, ``_ . -``; no ``|`` (it separates expiry and reason in the store)."""
+RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}\Z")
+"""A detection run (window) id, e.g. a Step Functions execution name or ``2026-01-01T12:05Z``."""
+ACTOR_PATTERN = re.compile(r"^(auto|manual):[\x21-\x7e]{1,256}\Z")
+"""Who revoked or lifted: ``auto:<run id>`` (the pipeline) or ``manual:<who>`` (an operator; IAM ARN, user name)."""
+
+MAX_SCORE_MAGNITUDE = 1e12
+
+
+class LedgerError(Exception):
+    """The ledger cannot be read or written; the message says which ledger and why."""
+
+
+class LedgerConflictError(LedgerError):
+    """A conditional write kept losing to concurrent writers; retrying the operation later is safe."""
+
+
+def _epoch(value: Any) -> Any:
+    """Whole epoch seconds: finite non-negative numbers, fractions rounded down; other input left to pydantic."""
+    if isinstance(value, bool):
+        raise ValueError("a time must be epoch seconds, not a boolean")
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError("a time must be a finite number of epoch seconds")
+        return math.floor(value)
+    return value
+
+
+Epoch = Annotated[int, BeforeValidator(_epoch), Field(ge=0, le=2**53)]
+
+
+def _pattern(pattern: re.Pattern[str], what: str) -> Any:
+    def check(value: Any) -> Any:
+        if isinstance(value, str) and not pattern.match(value):
+            raise ValueError(f"{value!r} is not a valid {what} ({pattern.pattern})")
+        return value
+
+    return BeforeValidator(check)
+
+
+SessionId = Annotated[str, _pattern(SESSION_ID_PATTERN, "session id (16-32 of A-Z a-z 0-9 _ -)")]
+ReasonCode = Annotated[str, _pattern(REASON_CODE_PATTERN, "reason code")]
+RunId = Annotated[str, _pattern(RUN_ID_PATTERN, "run id")]
+Actor = Annotated[str, _pattern(ACTOR_PATTERN, "actor (auto:<run id> or manual:<who>)")]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Reason(_Model):
+    """Why a session was flagged: a stable code (for metrics and filters) and a human-readable detail."""
+
+    code: str = Field(min_length=1, max_length=64)
+    detail: str = Field("", max_length=2000)
+
+
+class Verdict(_Model):
+    """A verdict as the ledger stores it: one session in one detection run (or one manual decision)."""
+
+    session_id: SessionId
+    run_id: RunId
+    score: float
+    reasons: tuple[Reason, ...] = ()
+    features: dict[str, Any] = Field(default_factory=dict)
+    action: Literal["flag", "revoke", "monitor"]
+    decided_at: Epoch
+    source: Literal["auto", "manual"] = "auto"
+
+    @field_validator("score", mode="before")
+    @classmethod
+    def _finite_score(cls, value: Any) -> Any:
+        if isinstance(value, bool):
+            raise ValueError("score must be a number")
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            return value  # pydantic reports it
+        if not math.isfinite(number) or abs(number) > MAX_SCORE_MAGNITUDE:
+            raise ValueError("score must be a finite number")
+        return number
+
+    @field_validator("features", mode="before")
+    @classmethod
+    def _plain_features(cls, value: Any) -> Any:
+        if not isinstance(value, Mapping):
+            return value
+        return {str(k): plain_json(v) for k, v in value.items()}
+
+
+class Revocation(_Model):
+    """A session's revocation: what the edge store shows as ``r:<session_id>`` → ``<expires_at>|<reason>``."""
+
+    session_id: SessionId
+    reason: ReasonCode
+    expires_at: Epoch
+    revoked_by: Actor
+    created_at: Epoch
+    updated_at: Epoch
+    lifted_at: Epoch | None = None
+    lifted_by: Actor | None = None
+
+    def is_active(self, now: float) -> bool:
+        return self.lifted_at is None and self.expires_at > now
+
+    @property
+    def is_manual(self) -> bool:
+        return is_manual(self.revoked_by)
+
+    @property
+    def store_key(self) -> str:
+        return f"r:{self.session_id}"
+
+    @property
+    def store_value(self) -> str:
+        return f"{self.expires_at}|{self.reason}"
+
+
+class RevokeOutcome(str, Enum):
+    CREATED = "created"  # no revocation before
+    EXTENDED = "extended"  # active before; the new expiry is later
+    UNCHANGED = "unchanged"  # active before with the same or a later expiry
+    REACTIVATED = "reactivated"  # expired before, or lifted and revoked again by hand
+    SUPPRESSED = "suppressed"  # lifted by an operator: an automatic revoke does not override that
+
+
+class RevokeResult(_Model):
+    revocation: Revocation
+    outcome: RevokeOutcome
+
+    @property
+    def changed(self) -> bool:
+        return self.outcome not in (RevokeOutcome.UNCHANGED, RevokeOutcome.SUPPRESSED)
+
+
+class RecordResult(_Model):
+    recorded: int = 0  # new verdicts written
+    unchanged: int = 0  # already in the ledger for that (session, run), or repeated in the input
+
+
+class SessionHistory(_Model):
+    session_id: SessionId
+    verdicts: tuple[Verdict, ...] = ()  # oldest first
+    revocation: Revocation | None = None
+
+    @property
+    def known(self) -> bool:
+        return bool(self.verdicts) or self.revocation is not None
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Shared rules.
+
+
+def is_manual(actor: str) -> bool:
+    return actor.startswith("manual:")
+
+
+def plan_revoke(
+    current: Revocation | None,
+    *,
+    session_id: str,
+    reason: str,
+    expires_at: int,
+    by: str,
+    now: int,
+) -> tuple[RevokeOutcome, Revocation]:
+    """Decide what a revoke does to the session's current revocation; return the outcome and the record to store.
+
+    For ``UNCHANGED`` and ``SUPPRESSED`` the returned record is ``current`` (nothing to write).
+    """
+    fresh = Revocation(
+        session_id=session_id,
+        reason=reason,
+        expires_at=expires_at,
+        revoked_by=by,
+        created_at=now,
+        updated_at=now,
+    )
+    if fresh.expires_at <= now:
+        raise ValueError(f"a revocation must expire in the future: expires_at {expires_at} <= now {now}")
+    if current is None:
+        return RevokeOutcome.CREATED, fresh
+    if current.lifted_at is not None:
+        if not is_manual(by) and current.expires_at > now:
+            return RevokeOutcome.SUPPRESSED, current
+        return RevokeOutcome.REACTIVATED, fresh
+    if current.expires_at <= now:
+        return RevokeOutcome.REACTIVATED, fresh
+    if fresh.expires_at > current.expires_at:
+        # The decision that sets the (later) expiry is the one the edge shows; when it was first revoked stays.
+        return RevokeOutcome.EXTENDED, current.model_copy(
+            update={"expires_at": fresh.expires_at, "reason": reason, "revoked_by": by, "updated_at": now}
+        )
+    return RevokeOutcome.UNCHANGED, current
+
+
+def normalise_verdicts(run_id: str, verdicts: Iterable[Verdict | Mapping[str, Any]]) -> list[Verdict]:
+    """Validate ``verdicts`` as :class:`Verdict` records of run ``run_id`` (filled in where missing)."""
+    if not isinstance(run_id, str) or not RUN_ID_PATTERN.match(run_id):
+        raise ValueError(f"{run_id!r} is not a valid run id ({RUN_ID_PATTERN.pattern})")
+    out = []
+    for item in verdicts:
+        verdict = item if isinstance(item, Verdict) else Verdict.model_validate({"run_id": run_id, **dict(item)})
+        if verdict.run_id != run_id:
+            raise ValueError(f"verdict for {verdict.session_id} belongs to run {verdict.run_id!r}, not {run_id!r}")
+        out.append(verdict)
+    return out
+
+
+def plain_json(value: Any) -> Any:
+    """Plain JSON values (numpy/pandas scalars unwrapped, tuples and sets as lists, NaN/inf as None): a verdict's
+    features as every ledger backend stores and returns them, and the verdicts' own JSON."""
+    if value is None or isinstance(value, (str, bool)):
+        return value
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {str(k): plain_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        items = sorted(value, key=repr) if isinstance(value, (set, frozenset)) else value
+        return [plain_json(v) for v in items]
+    item = getattr(value, "item", None)  # numpy / pandas scalars
+    if callable(item):
+        try:
+            return plain_json(item())
+        except (TypeError, ValueError):
+            pass
+    tolist = getattr(value, "tolist", None)  # numpy arrays
+    if callable(tolist):
+        return plain_json(tolist())
+    return str(value)
+
+
+def now_epoch(now: float | None = None) -> int:
+    return math.floor(time.time() if now is None else now)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The interface.
+
+
+class Ledger(ABC):
+    """Verdicts and revocations, keyed by session id. See the module docstring for the rules."""
+
+    @abstractmethod
+    def record_verdicts(self, run_id: str, verdicts: Iterable[Verdict | Mapping[str, Any]]) -> RecordResult:
+        """Record a run's verdicts; those already recorded for (session, run) are left as they are."""
+
+    @abstractmethod
+    def revoke(
+        self, session_id: str, reason: str, expires_at: int, by: str, *, now: float | None = None
+    ) -> RevokeResult:
+        """Revoke ``session_id`` until ``expires_at`` (see :func:`plan_revoke` for what happens to an existing one)."""
+
+    @abstractmethod
+    def lift(self, session_id: str, by: str, *, now: float | None = None) -> Revocation | None:
+        """Lift the session's revocation; the (lifted) record, or ``None`` when the session was never revoked."""
+
+    @abstractmethod
+    def active_revocations(self, now: float | None = None) -> list[Revocation]:
+        """Revocations in force at ``now`` (not lifted, expiring later), ordered by expiry then session id."""
+
+    @abstractmethod
+    def flagged(self, since: float, until: float | None = None) -> list[Verdict]:
+        """Verdicts decided in ``[since, until]`` (``until`` defaults to now), oldest first."""
+
+    @abstractmethod
+    def get(self, session_id: str) -> SessionHistory:
+        """Everything the ledger knows about one session."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections (no-op by default)."""
+
+    def __enter__(self) -> "Ledger":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def check_session_id(session_id: str) -> str:
+    if not isinstance(session_id, str) or not SESSION_ID_PATTERN.match(session_id):
+        raise ValueError(f"{session_id!r} is not a valid session id (16-32 characters of A-Z a-z 0-9 _ -)")
+    return session_id
+
+
+def check_actor(by: str) -> str:
+    if not isinstance(by, str) or not ACTOR_PATTERN.match(by):
+        raise ValueError(f"{by!r} is not a valid actor: use auto:<run id> or manual:<who> (no spaces)")
+    return by
+
+
+def verdict_sort_key(verdict: Verdict) -> tuple[int, str, str]:
+    return (verdict.decided_at, verdict.session_id, verdict.run_id)
+
+
+def revocation_sort_key(revocation: Revocation) -> tuple[int, str]:
+    return (revocation.expires_at, revocation.session_id)

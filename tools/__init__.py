@@ -1,0 +1,1 @@
+"""The local tools, in no Lambda function: the demo and its report, the labelled corpus generator and its scenarios, evaluation, attaching to a distribution, the generators of template.yaml and docs, progress bars."""
