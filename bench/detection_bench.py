@@ -32,8 +32,8 @@ import resource
 import subprocess
 import sys
 import time
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import sqlglot
@@ -61,9 +61,9 @@ LABELS = {
 def _measure(kind: str, path: str, threads: int, start: float, end: float) -> dict[str, Any]:
     import duckdb
 
-    from detection.scoring.config import DetectionConfig
     from detection.detect import detect
     from detection.logs.reader import open_logs
+    from detection.scoring.config import DetectionConfig
     from detection.scoring.query import BASELINE, FEATURES, load_query
 
     clock = time.perf_counter()

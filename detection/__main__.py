@@ -1,5 +1,5 @@
 import sys
 
-from detection.cli import main
+from tools.detection_cli import main
 
 sys.exit(main())

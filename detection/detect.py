@@ -26,11 +26,11 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from detection.scoring.config import DetectionConfig
 from detection.logs.reader import InputError, LogInput, open_logs, sql_string
+from detection.logs.schema import Field
+from detection.scoring.config import DetectionConfig
 from detection.scoring.policy import PolicyResult, score_sessions
 from detection.scoring.query import FEATURES, QueryError, load_query, prepare_relation
-from detection.logs.schema import Field
 from detection.scoring.verdicts import Verdict
 
 __all__ = [

@@ -10,7 +10,11 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from edge.binding import BindingError, Viewer, ip_binding
+from edge.demo import run_demo
 from edge.keys import InvalidKeyError, load_key_file
+from edge.node_runtime import EdgeFunctionRunner, EdgeRuntimeError
+from edge.server import serve
+from edge.store import EdgeStoreError, LocalEdgeStore
 from edge.tokens import DEFAULT_TTL_SECONDS, TokenRequest, TokenRequestError, issue_token
 
 EXIT_OK, EXIT_DENY, EXIT_BAD_INPUT = 0, 1, 2
@@ -70,8 +74,6 @@ def request_path(url: str) -> tuple[str, str]:
 
 
 def existing_store(path: str) -> Path:
-    from edge.store import LocalEdgeStore
-
     store_path = Path(path)
     if not store_path.is_file():
         raise UsageError(f"store file {path} does not exist")
@@ -80,8 +82,6 @@ def existing_store(path: str) -> Path:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from edge.node_runtime import EdgeFunctionRunner
-
     store_path = existing_store(args.store)
     uri, query = request_path(args.url)
     viewer = Viewer.of(args.viewer_ip, dict(parse_header(h) for h in args.header))
@@ -92,8 +92,6 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from edge.server import serve
-
     origin = Path(args.origin)
     if not origin.is_dir():
         raise UsageError(f"origin {args.origin} is not a directory")
@@ -103,8 +101,6 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from edge.demo import run_demo
-
     return run_demo(Path(args.workdir))
 
 
@@ -155,14 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.run(args))
-    except (UsageError, InvalidKeyError, BindingError, TokenRequestError) as exc:
+    # bad input, and store and runtime errors, carry their own clear messages
+    except (UsageError, InvalidKeyError, BindingError, TokenRequestError, EdgeStoreError, EdgeRuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except Exception as exc:  # store and runtime errors carry their own clear messages
-        from edge.node_runtime import EdgeRuntimeError
-        from edge.store import EdgeStoreError
-
-        if isinstance(exc, (EdgeStoreError, EdgeRuntimeError)):
-            print(f"error: {exc}", file=sys.stderr)
-            return EXIT_BAD_INPUT
-        raise

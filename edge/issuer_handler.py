@@ -35,6 +35,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import Field, ValidationError, model_validator
 
+from core.lambda_support import ConfigurationError, LambdaSettings, error_response, json_response, powertools
 from edge.issuing import (
     InvalidIssueRequest,
     IssuePolicy,
@@ -53,7 +54,7 @@ from edge.key_source import (
     KeySourceError,
     key_source_from_config,
 )
-from core.lambda_support import ConfigurationError, LambdaSettings, error_response, json_response, powertools
+from edge.store import open_store
 from edge.tokens import MAX_TTL_SECONDS
 from edge.verify import KeyValueReader
 
@@ -124,8 +125,6 @@ def runtime() -> IssuerRuntime:
     """
     settings = IssuerSettings.from_env()
     try:
-        from edge.store import open_store  # imported here: the store package is optional until an issuer runs
-
         store = open_store(settings.edge_store)
         keys = settings.key_source()
     except Exception as exc:  # noqa: BLE001 - any failure to build the runtime is a configuration problem

@@ -24,9 +24,10 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from core.session_ids import SESSION_ID
 from edge.binding import BindingError, Viewer, attribute_value, parse_ip
 from edge.keys import SigningKey
-from edge.paths import MAX_TOKEN_SEGMENT, SESSION_ID, any_prefix_matches, is_safe_path
+from edge.paths import MAX_TOKEN_SEGMENT, any_prefix_matches, is_safe_path
 from edge.tokens import MAX_TTL_SECONDS, TokenRequest, TokenRequestError, issue_token
 from edge.verify import KeyValueReader, revocation_active
 

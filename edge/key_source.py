@@ -23,6 +23,9 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
+from botocore.exceptions import BotoCoreError, ClientError
+
+from core.aws import secretsmanager_client
 from edge.keys import InvalidKeyError, SigningKey, parse_key_text
 
 SECRET_ARN_ENV = "SIGNING_SECRET_ARN"
@@ -123,8 +126,6 @@ class SecretsManagerKeySource:
             self._fresh_until = float("-inf")
 
     def _fetch(self) -> tuple[SigningKey, str | None]:
-        from botocore.exceptions import BotoCoreError, ClientError
-
         where = f"signing secret {self.secret_id!r}"
         try:
             # VersionStage explicitly: the key to sign with is AWSCURRENT, never AWSPENDING mid-rotation.
@@ -215,22 +216,4 @@ def key_source_from_env(environ: Mapping[str, str] | None = None, *, client: Any
         cache_seconds=cache_seconds,
         client=client,
     )
-
-
-def _arn_region(secret_id: str) -> str | None:
-    """The region of a secret ARN (``arn:aws:secretsmanager:<region>:...``), None for a plain name."""
-    parts = secret_id.split(":")
-    if len(parts) >= 7 and parts[0] == "arn" and parts[2] == "secretsmanager" and parts[3]:
-        return parts[3]
-    return None
-
-
-def secretsmanager_client(secret_id: str) -> Any:
-    """A boto3 Secrets Manager client in the secret's own region (from its ARN), else the default region.
-
-    The one place the product makes this client: the issuer's key source and the rotation adapter share it."""
-    import boto3
-
-    region = _arn_region(secret_id)
-    return boto3.client("secretsmanager", **({"region_name": region} if region else {}))
 

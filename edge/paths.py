@@ -6,7 +6,8 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-SESSION_ID = re.compile(r"^[A-Za-z0-9_-]{16,32}\Z")
+from core.session_ids import SESSION_ID
+
 JWT_SHAPE = re.compile(r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\Z")
 MAX_TOKEN_SEGMENT = 4096
 _FORBIDDEN_ENCODED = re.compile(r"%(2f|5c|2e|00)", re.IGNORECASE)

@@ -11,9 +11,10 @@ from urllib.parse import urlsplit, urlunsplit
 
 import jwt
 
+from core.session_ids import SESSION_ID
 from edge.binding import Viewer, bind, validate_descriptor
 from edge.keys import SigningKey
-from edge.paths import SESSION_ID, is_safe_path, tokenized_path
+from edge.paths import is_safe_path, tokenized_path
 
 DEFAULT_TTL_SECONDS = 3600
 MAX_TTL_SECONDS = 7 * 24 * 3600

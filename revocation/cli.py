@@ -23,6 +23,7 @@ from collections.abc import Callable, Collection
 from datetime import datetime, timezone
 from typing import Any
 
+from edge.store import EdgeStoreError, open_store
 from revocation.ledger import LedgerError, open_ledger
 from revocation.service import (
     DEFAULT_MANUAL_TTL_SECONDS,
@@ -33,7 +34,6 @@ from revocation.service import (
     list_revoked,
     revoke,
 )
-from edge.store import EdgeStoreError, open_store
 
 __all__ = ["EXIT_BAD_INPUT", "EXIT_NOT_PUBLISHED", "EXIT_OK", "register"]
 

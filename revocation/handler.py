@@ -44,6 +44,8 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, ValidationError
 
+from core.lambda_support import ConfigurationError, LambdaSettings, error_response, json_response, powertools
+from edge.store import EdgeStore, open_store
 from revocation.ledger import Ledger, LedgerError, open_ledger_setting
 from revocation.publisher import PublishResult, publish_summary, store_metrics
 from revocation.service import (
@@ -55,8 +57,6 @@ from revocation.service import (
     list_revoked,
     revoke,
 )
-from core.lambda_support import ConfigurationError, LambdaSettings, error_response, json_response, powertools
-from edge.store import EdgeStore, open_store
 
 LEDGER_TABLE_ENV = "LEDGER_TABLE"
 EDGE_STORE_ENV = "EDGE_STORE"

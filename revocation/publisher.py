@@ -28,12 +28,12 @@ import logging
 import math
 import time
 from collections.abc import Iterable, Mapping
-from typing import Any
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
-from revocation.ledger.base import Ledger, Revocation
 from edge.store import EdgeStore, EdgeStoreError, RetriesExhaustedError, UpdateResult
 from edge.store.base import check_capacity, entry_size, plan_batches
+from revocation.ledger.base import Ledger, Revocation
 
 __all__ = [
     "DEFAULT_RESERVE_BYTES",

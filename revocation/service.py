@@ -24,6 +24,8 @@ from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from edge.store import EdgeStore
+from edge.tokens import MAX_TTL_SECONDS
 from revocation.ledger.base import (
     REASON_CODE_PATTERN,
     RUN_ID_PATTERN,
@@ -38,8 +40,6 @@ from revocation.ledger.base import (
 )
 from revocation.publisher import PublishError, PublishResult, publish
 from revocation.token_expiry import DEFAULT_MARGIN_SECONDS, expiry_for_session
-from edge.store import EdgeStore
-from edge.tokens import MAX_TTL_SECONDS
 
 __all__ = [
     "ALLOW_LISTED_REASON",

@@ -21,7 +21,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from core.b64 import b64url_decode
-from edge.paths import MAX_TOKEN_SEGMENT, SESSION_ID
+from core.session_ids import SESSION_ID, is_session_id
+from edge.paths import MAX_TOKEN_SEGMENT
 from edge.tokens import MAX_TTL_SECONDS
 from edge.verify import SKEW_SECONDS
 
@@ -78,7 +79,7 @@ def read_token(text: str | None) -> TokenInfo | None:
     if payload is None:
         return None
     claim_sid = payload.get("sid")
-    if claim_sid is not None and not (isinstance(claim_sid, str) and SESSION_ID.match(claim_sid)):
+    if claim_sid is not None and not is_session_id(claim_sid):
         claim_sid = None
     if prefix is not None and claim_sid is not None and claim_sid != prefix:
         return None

@@ -23,8 +23,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from botocore.exceptions import ClientError
+
+from core.aws import secretsmanager_client
 from core.files import replace_file
-from edge.key_source import secretsmanager_client
 
 AWSCURRENT = "AWSCURRENT"
 AWSPENDING = "AWSPENDING"
@@ -149,8 +151,6 @@ class SecretsManagerSecret(RotatableSecret):
         )
 
     def _get(self, **selector: str) -> str | None:
-        from botocore.exceptions import ClientError
-
         try:
             response = self.client.get_secret_value(SecretId=self.secret_id, **selector)
         except ClientError as exc:
@@ -173,8 +173,6 @@ class SecretsManagerSecret(RotatableSecret):
             raise self._error(operation, exc) from None
 
     def _error(self, operation: str, exc: Exception) -> SecretError:
-        from botocore.exceptions import ClientError
-
         if isinstance(exc, ClientError):
             detail = f"{_code(exc)}: {exc.response.get('Error', {}).get('Message', '') or '(no message)'}"
             kind = SecretNotFound if _code(exc) == "ResourceNotFoundException" else SecretError

@@ -148,8 +148,8 @@ class Progress:
 
 def corpus_signing_key() -> Any:
     """The key the corpus generator signs its tokens with, as an :class:`edge.keys.SigningKey`."""
-    from tools.scenarios import DEFAULT_KEY, DEFAULT_KID
     from edge.keys import SigningKey
+    from tools.scenarios import DEFAULT_KEY, DEFAULT_KID
 
     return SigningKey(kid=DEFAULT_KID, secret=DEFAULT_KEY)
 
@@ -232,10 +232,10 @@ def _replay(
     token has expired by then, at the request's own time)."""
     from urllib.parse import unquote
 
-    from tools.report import ReplayRow
-    from revocation.token_expiry import token_expiry
     from edge.binding import Viewer
     from edge.node_runtime import EdgeFunctionRunner
+    from revocation.token_expiry import token_expiry
+    from tools.report import ReplayRow
 
     status = requests["sc_status"].to_pylist()
     rows: list[ReplayRow] = []
@@ -332,9 +332,9 @@ def run_demo(
         step.note = f"{summary.records} records in {summary.files} files, {summary.pirates} pirates planted"
 
     from detection.scoring.config import DetectionConfig
-    from revocation.ledger import open_ledger
     from detection.workflow.steps import run_local
     from edge.store import open_store
+    from revocation.ledger import open_ledger
 
     with progress.step("publish the signing key") as step:
         key = corpus_signing_key()
@@ -436,8 +436,7 @@ def _report(
     revocation_items: dict[str, str],
     progress: Progress,
 ) -> Path:
-    from tools.report import FlaggedSession, ReportData, chart_reasons, chart_scores
-    from tools.report import timeline_figure, write_report
+    from tools.report import FlaggedSession, ReportData, chart_reasons, chart_scores, timeline_figure, write_report
 
     replay_of = {r.session_id: r for r in replays}
     revocations = {key[2:]: value for key, value in revocation_items.items()}

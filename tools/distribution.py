@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from edge.store.kvs import default_client
+from core.aws import global_cloudfront_client
 
 __all__ = ["CloudFrontDistributions", "DistributionChangedError", "DistributionError"]
 
@@ -24,7 +24,7 @@ class CloudFrontDistributions:
     """``GetDistributionConfig`` / ``UpdateDistribution`` with ETags, errors turned into :class:`DistributionError`."""
 
     def __init__(self, client: Any = None) -> None:
-        self.client = client if client is not None else default_client("cloudfront")
+        self.client = client if client is not None else global_cloudfront_client("cloudfront")
 
     def get_config(self, distribution_id: str) -> tuple[dict[str, Any], str]:
         """``(DistributionConfig, ETag)``."""

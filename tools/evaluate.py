@@ -26,9 +26,9 @@ import duckdb
 import pandas as pd
 import pyarrow.compute as pc
 
-from detection.scoring.config import DetectionConfig
 from detection.detect import DEFAULT_MEMORY_LIMIT, DEFAULT_WINDOW_MINUTES, run_window
 from detection.logs.reader import InputError, open_logs
+from detection.scoring.config import DetectionConfig
 from detection.scoring.query import BASELINE, load_query
 from detection.scoring.verdicts import Action
 

@@ -45,9 +45,9 @@ import pyarrow.parquet as pq
 
 from detection.logs.schema import DETECTION_FIELDS, Field, fields_text, parse_fields
 from tools.scenarios import (
+    _REQUEST_ID_ALPHABET,
     DEFAULT_HOST,
     RENDITIONS,
-    _REQUEST_ID_ALPHABET,
     _edge_for,
     _fixed3,
     _request_ids,
@@ -779,7 +779,7 @@ def _session_ids(rng: np.random.Generator, n: int) -> list[str]:
     for i in range(n):
         sid = chars[i, : lengths[i]].tobytes().decode("ascii")
         while sid in seen:
-            sid = alphabet[rng.integers(0, 64, 24)].tobytes().decode("ascii")
+            sid = _REQUEST_ID_ALPHABET[rng.integers(0, 64, 24)].tobytes().decode("ascii")
         seen.add(sid)
         out.append(sid)
     return out

@@ -54,8 +54,8 @@ from typing import Any
 from aws_lambda_powertools import single_metric
 from aws_lambda_powertools.metrics import MetricUnit
 
-from detection.logs.schema import DETECTION_FIELDS, MAX_LINE_BYTES, NUMBER_SPACE, Field, parse_fields
 from core.lambda_support import powertools
+from detection.logs.schema import DETECTION_FIELDS, MAX_LINE_BYTES, NUMBER_SPACE, Field, parse_fields
 
 __all__ = [
     "INT_RANGES",

@@ -204,7 +204,6 @@ def list_log_files(
     root = Path(path)
     if root.is_file():
         candidates = [root]
-        rel = {root: root.name}
     elif root.is_dir():
         candidates = sorted(p for p in root.rglob("*") if p.is_file() and not _is_metadata(p))
         hours = {p: partition_start(p.relative_to(root).as_posix()) for p in candidates}

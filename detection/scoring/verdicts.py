@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
+from revocation.ledger.base import Reason as LedgerReason
+from revocation.ledger.base import Verdict as LedgerVerdict
 from revocation.ledger.base import plain_json
 
 __all__ = ["ALLOW_LISTED", "MONITOR_MODE", "Action", "Reason", "Verdict"]
@@ -75,11 +77,8 @@ class Verdict:
             "features": plain_json(dict(self.features)),
         }
 
-    def to_ledger(self, run_id: str, decided_at: float) -> Any:
+    def to_ledger(self, run_id: str, decided_at: float) -> LedgerVerdict:
         """The ledger's record of this verdict (``revocation.ledger.base.Verdict``)."""
-        from revocation.ledger.base import Reason as LedgerReason
-        from revocation.ledger.base import Verdict as LedgerVerdict
-
         return LedgerVerdict(
             session_id=self.session_id,
             run_id=run_id,

@@ -34,10 +34,8 @@ from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import Field
 
+from core.lambda_support import ConfigurationError, LambdaSettings, powertools
 from detection.scoring.config import DetectionConfig
-from revocation.ledger import Ledger, open_ledger_setting
-from revocation.ledger.base import Revocation
-from revocation.publisher import publish as publish_store
 from detection.workflow.run_files import RunFiles, open_run_files
 from detection.workflow.steps import (
     DEFAULT_PAGE_SIZE,
@@ -51,8 +49,10 @@ from detection.workflow.steps import (
     run_time,
     score_features,
 )
-from core.lambda_support import ConfigurationError, LambdaSettings, powertools
 from edge.store import EdgeStore, open_store
+from revocation.ledger import Ledger, open_ledger_setting
+from revocation.ledger.base import Revocation
+from revocation.publisher import publish as publish_store
 
 observability = powertools("media-shield")
 SERVICE = observability.service
@@ -166,7 +166,7 @@ def score(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     files = _files(features_uri)
     table = files.read_table(features_uri)
     if table is None or table.num_rows == 0:
-        import pyarrow as pa
+        import pyarrow as pa  # the score step alone needs pyarrow: the other four steps start without it
 
         logger.info("no session in the window", extra={"run_id": run_id})
         table = table if table is not None else pa.table({})  # no data file: scored like an empty table

@@ -15,6 +15,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from botocore.exceptions import ClientError
+
+from core import aws
 from core.files import replace_file
 
 if TYPE_CHECKING:
@@ -76,11 +79,7 @@ class S3RunFiles(RunFiles):
     """Run files in S3 (``s3://bucket/key``)."""
 
     def __init__(self, client: Any = None) -> None:
-        if client is None:
-            import boto3
-
-            client = boto3.client("s3")
-        self._s3 = client
+        self._s3 = client if client is not None else aws.client("s3")
 
     @staticmethod
     def _split(uri: str) -> tuple[str, str]:
@@ -94,8 +93,6 @@ class S3RunFiles(RunFiles):
         self._s3.put_object(Bucket=bucket, Key=key, Body=data)
 
     def get_bytes(self, uri: str) -> bytes:
-        from botocore.exceptions import ClientError
-
         bucket, key = self._split(uri)
         try:
             return self._s3.get_object(Bucket=bucket, Key=key)["Body"].read()

@@ -32,14 +32,14 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from detection.scoring.config import DetectionConfig
-from revocation.ledger.base import Ledger, Revocation
-from revocation.publisher import Metric, PublishResult, publish, publish_summary, store_metrics
 from detection.scoring.query import FEATURES, load_query
-from revocation.service import RunRevocations, revoke_run
-from revocation.token_expiry import token_expiry
 from detection.scoring.verdicts import Verdict
 from edge.store import EdgeStore
 from edge.tokens import MAX_TTL_SECONDS
+from revocation.ledger.base import Ledger, Revocation
+from revocation.publisher import Metric, PublishResult, publish, publish_summary, store_metrics
+from revocation.service import RunRevocations, revoke_run
+from revocation.token_expiry import token_expiry
 
 if TYPE_CHECKING:  # pandas, numpy and pyarrow are imported by the score step only, not by every function's start
     import pyarrow as pa
@@ -216,7 +216,7 @@ def score_features(
     page_size: int = DEFAULT_PAGE_SIZE,
 ) -> ScoreOutcome:
     """Score the per-session table of one window and cut the verdicts into pages (:func:`page_verdicts`)."""
-    from detection.scoring.policy import score_sessions
+    from detection.scoring.policy import score_sessions  # pandas: the score step's alone (see page_verdicts)
 
     return page_verdicts(score_sessions(features, config), features, run_id=run_id, now=now, page_size=page_size)
 
@@ -231,6 +231,7 @@ def page_verdicts(
 ) -> ScoreOutcome:
     """The verdicts of a scored window in pages of ``page_size`` items, each ``{"verdict": <ledger verdict>,
     "token_exps": [...]}`` (highest score first), the tokens read from the flagged sessions' rows only."""
+    # pyarrow only here and in score_features: the four other steps share this module and start without it
     import pyarrow as pa
     import pyarrow.compute as pc
 

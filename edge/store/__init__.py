@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import re
-from typing import TYPE_CHECKING
 
 from edge.store.base import (
     BATCH_MAX_KEYS,
@@ -24,10 +23,8 @@ from edge.store.base import (
     StoreValidationError,
     UpdateResult,
 )
+from edge.store.kvs import KeyValueStoreEdgeStore
 from edge.store.local import LocalEdgeStore
-
-if TYPE_CHECKING:
-    from edge.store.kvs import KeyValueStoreEdgeStore
 
 KVS_ARN_PATTERN = re.compile(r"^arn:aws[a-z-]*:cloudfront::\d{12}:key-value-store/[A-Za-z0-9_-]+$")
 
@@ -59,7 +56,6 @@ def open_store(spec: str | os.PathLike[str], *, retry: RetryPolicy | None = None
             raise StoreValidationError(
                 f"{text!r} is not a KeyValueStore ARN (arn:aws:cloudfront::<account>:key-value-store/<id>)"
             )
-        from edge.store.kvs import KeyValueStoreEdgeStore
 
         return KeyValueStoreEdgeStore(text, retry=retry)
     if text.lower().endswith(".json"):
@@ -68,12 +64,3 @@ def open_store(spec: str | os.PathLike[str], *, retry: RetryPolicy | None = None
         f"cannot open edge store {text!r}: give a path to a .json file (local twin) or a KeyValueStore ARN"
         " (arn:aws:cloudfront::<account>:key-value-store/<id>)"
     )
-
-
-def __getattr__(name: str) -> object:
-    # boto3 is imported only when the KeyValueStore adapter is used, so the local twin stays light (CLI start-up).
-    if name == "KeyValueStoreEdgeStore":
-        from edge.store.kvs import KeyValueStoreEdgeStore
-
-        return KeyValueStoreEdgeStore
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -13,6 +13,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from core.aws import global_cloudfront_client
 from edge.store.base import (
     Batch,
     EdgeStore,
@@ -49,7 +50,7 @@ class KeyValueStoreEdgeStore(EdgeStore):
         if not 1 <= page_size <= PAGE_SIZE:
             raise ValueError(f"page_size must be between 1 and {PAGE_SIZE} (the ListKeys maximum), not {page_size}")
         self.kvs_arn = kvs_arn
-        self.client = client if client is not None else default_client()
+        self.client = client if client is not None else global_cloudfront_client(SERVICE_NAME)
         self.page_size = page_size
         self._last_item_count = 0
 
@@ -161,15 +162,6 @@ class KeyValueStoreEdgeStore(EdgeStore):
         else:
             detail = f"{type(exc).__name__}: {exc}"
         return EdgeStoreError(f"{where} failed: {detail}")
-
-
-def default_client(service: str = SERVICE_NAME) -> Any:
-    """A client of a global CloudFront API (``cloudfront-keyvaluestore`` unless ``service`` says otherwise) from the
-    default session: any region reaches it; us-east-1, CloudFront's home, when the session names none."""
-    import boto3
-
-    session = boto3.session.Session()
-    return session.client(service, region_name=session.region_name or "us-east-1")
 
 
 def _code(exc: ClientError) -> str:

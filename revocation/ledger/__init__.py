@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from revocation.ledger.base import (
     ACTOR_PATTERN,
@@ -26,10 +26,8 @@ from revocation.ledger.base import (
     Verdict,
     plan_revoke,
 )
+from revocation.ledger.dynamodb import DynamoDbLedger
 from revocation.ledger.sqlite import SqliteLedger
-
-if TYPE_CHECKING:
-    from revocation.ledger.dynamodb import DynamoDbLedger
 
 __all__ = [
     "ACTOR_PATTERN",
@@ -62,8 +60,6 @@ def open_ledger(spec: str | os.PathLike[str], *, client: Any = None) -> Ledger:
     ``.sqlite`` / ``.sqlite3`` / ``.db`` file (the local twin, created if missing)."""
     text = os.fspath(spec)
     if text.startswith(DYNAMODB_PREFIX) or (text.startswith("arn:") and ":dynamodb:" in text):
-        from revocation.ledger.dynamodb import DynamoDbLedger
-
         table = text.removeprefix(DYNAMODB_PREFIX)
         if table.startswith("arn:"):
             table = table.rsplit("/", 1)[-1]
@@ -84,12 +80,3 @@ def open_ledger_setting(value: str, *, client: Any = None) -> Ledger:
     if not text.startswith((SQLITE_PREFIX, DYNAMODB_PREFIX, "arn:")):
         text = DYNAMODB_PREFIX + text
     return open_ledger(text, client=client)
-
-
-def __getattr__(name: str) -> object:
-    # boto3 is imported only when the DynamoDB ledger is used, so the local CLI stays light.
-    if name == "DynamoDbLedger":
-        from revocation.ledger.dynamodb import DynamoDbLedger
-
-        return DynamoDbLedger
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -33,7 +33,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
-from edge.paths import SESSION_ID
+from core.session_ids import SESSION_ID
 
 __all__ = [
     "ACTOR_PATTERN",

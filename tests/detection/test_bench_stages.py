@@ -15,9 +15,9 @@ from types import ModuleType
 import duckdb
 import pytest
 
-from tools.generate import generate_corpus
 from detection.logs.reader import open_logs
 from detection.scoring.query import FEATURES, load_query
+from tools.generate import generate_corpus
 
 BENCH = Path(__file__).resolve().parents[2] / "bench" / "detection_bench.py"
 

@@ -4,9 +4,9 @@ from pathlib import Path
 import pytest
 
 from detection.logs.convert import convert_to_parquet
-from tools.generate import generate_corpus
 from detection.logs.reader import InputError, list_log_files, open_logs
 from detection.logs.schema import DETECTION_FIELDS, fields_text
+from tools.generate import generate_corpus
 
 ORDER = "ORDER BY x_edge_request_id"
 

@@ -11,8 +11,11 @@ from pathlib import Path
 import pytest
 from markupsafe import escape
 
-from tools.demo import DemoError, corpus_signing_key, run_demo
+from detection.workflow.steps import run_local
+from edge.binding import Viewer as EdgeViewer
+from edge.store import open_store
 from revocation.ledger import open_ledger
+from tools.demo import DemoError, corpus_signing_key, run_demo
 from tools.report import (
     FlaggedSession,
     ReplayRow,
@@ -22,9 +25,6 @@ from tools.report import (
     timeline_figure,
 )
 from tools.scenarios import Viewer, playback, session_token, write_firehose
-from detection.workflow.steps import run_local
-from edge.binding import Viewer as EdgeViewer
-from edge.store import open_store
 
 ROOT = Path(__file__).resolve().parents[2]
 T0 = 1_767_225_600

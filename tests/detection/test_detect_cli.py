@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from detection.cli import main
-from detection.logs.convert import convert_to_parquet
 from detection.detect import detect
+from detection.logs.convert import convert_to_parquet
 from detection.logs.reader import InputError
-from tools.scenarios import Viewer, playback, records, write_firehose
 from detection.logs.schema import DETECTION_FIELDS
+from tools.detection_cli import main
+from tools.scenarios import Viewer, playback, records, write_firehose
 
 T0 = 1_767_225_600
 END = T0 + 600

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from detection.cli import main
+from detection.logs.reader import InputError
+from tools.detection_cli import main
 from tools.evaluate import _windows, evaluate_corpus, format_table
 from tools.generate import KINDS, generate_corpus
-from detection.logs.reader import InputError
 
 # A seed none of the thresholds were tuned on (tuning used seeds 1, 7 and 11-20).
 FRESH_SEED = 424242

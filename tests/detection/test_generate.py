@@ -4,13 +4,14 @@ import json
 import re
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
-from tools.generate import KINDS, LEGIT_KINDS, PIRATE_KINDS, generate_corpus
 from detection.logs.reader import open_logs
-from tools.scenarios import Viewer, complete, encode_user_agent, playback, records, request, session_token
 from detection.logs.schema import DETECTION_FIELDS, FIELDS_BY_NAME, parse_fields
+from tools.generate import KINDS, LEGIT_KINDS, PIRATE_KINDS, _session_ids, generate_corpus
+from tools.scenarios import Viewer, complete, encode_user_agent, playback, records, request, session_token
 
 SESSIONS, MINUTES, SEED = 400, 4, 11
 SID_SQL = "split_part(split_part(cs_uri_stem, '/', 2), '.', 1)"
@@ -198,3 +199,21 @@ def test_complete_keeps_given_values_and_tokens_decode() -> None:
     with pytest.raises(ValueError):
         session_token("short", iat=T0, exp=T0 + 60)
     assert encode_user_agent("a b%20c") == "a%20b%20c"
+
+
+def test_session_ids_stay_unique_when_the_random_draw_repeats_one() -> None:
+    """A repeated draw (two sessions with the same 16-32 characters) is drawn again, never kept twice."""
+    class RepeatingFirstDraw:
+        def __init__(self) -> None:
+            self.real = np.random.default_rng(1)
+
+        def integers(self, low: int, high: int, size: object) -> np.ndarray:
+            if size == (2, 32):  # both sessions get the same characters
+                row = self.real.integers(low, high, 32)
+                return np.stack([row, row])
+            if size == 2:
+                return np.array([20, 20])
+            return self.real.integers(low, high, size)
+
+    first, second = _session_ids(RepeatingFirstDraw(), 2)  # type: ignore[arg-type]
+    assert first != second and len(second) == 24

@@ -6,9 +6,9 @@ import duckdb
 import pytest
 
 from detection.logs.reader import InputError, list_log_files, open_logs, partition_start
-from tools.scenarios import Viewer, playback, records, write_firehose, write_log
 from detection.logs.schema import DETECTION_FIELDS, fields_text
 from tests.conftest import firehose_parse
+from tools.scenarios import Viewer, playback, records, write_firehose, write_log
 
 T0 = 1_767_225_600  # 2026-01-01T00:00:00Z
 SID = "abcdefghijklmnop01"

@@ -10,10 +10,10 @@ import pyarrow as pa
 import pytest
 
 from detection.scoring.config import ConfigError, DetectionConfig
-from revocation.ledger.base import REASON_CODE_PATTERN
-from revocation.ledger.base import Verdict as LedgerVerdict
 from detection.scoring.policy import REASONS, capital_distance_km, score_sessions
 from detection.scoring.verdicts import ALLOW_LISTED, MONITOR_MODE, Action
+from revocation.ledger.base import REASON_CODE_PATTERN
+from revocation.ledger.base import Verdict as LedgerVerdict
 
 M0 = 29_453_760  # the epoch minute of 2026-01-01T00:00Z
 

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from detection.cli import main
+from tools.detection_cli import main
 from tools.progress import progress_bar
 
 

@@ -14,7 +14,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlglot import exp
 
-from tools.generate import generate_corpus
 from detection.logs.reader import open_logs
 from detection.scoring.query import (
     BASELINE,
@@ -26,8 +25,9 @@ from detection.scoring.query import (
     prepare_relation,
     queries,
 )
-from tools.scenarios import Viewer, complete, playback, request, session_token
 from revocation.token_expiry import token_expiry
+from tools.generate import generate_corpus
+from tools.scenarios import Viewer, complete, playback, request, session_token
 
 T0 = 1_767_225_600
 WINDOW = (float(T0), float(T0 + 600))

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from detection.detect import detect
-from tools.scenarios import RENDITIONS, Viewer, playback, request, session_token, write_firehose
 from detection.scoring.verdicts import Action
+from tools.scenarios import RENDITIONS, Viewer, playback, request, session_token, write_firehose
 
 T0 = 1_767_225_600  # 2026-01-01T00:00:00Z
 END = T0 + 600  # the window: the ten minutes [T0, END)

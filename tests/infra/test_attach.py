@@ -17,6 +17,7 @@ import boto3
 import pytest
 from botocore.stub import ANY, Stubber
 
+from tests.conftest import mocked_aws
 from tools.attach import (
     BACKUP_FORMAT,
     AttachError,
@@ -25,7 +26,6 @@ from tools.attach import (
     main,
     plan_attach,
 )
-from tests.conftest import mocked_aws
 
 FUNCTION = "arn:aws:cloudfront::123456789012:function/media-shield-viewer-request"
 OTHER_FUNCTION = "arn:aws:cloudfront::123456789012:function/legacy-rewrite"

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tools.template_parameters import DOC, main, parameter_table, parameters, render
 from tools.template_inline import ROOT, TEMPLATE
+from tools.template_parameters import DOC, main, parameter_table, parameters, render
 
 TEXT = TEMPLATE.read_text(encoding="utf-8")
 DOC_TEXT = DOC.read_text(encoding="utf-8")

@@ -15,10 +15,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from detection.logs import firehose as ft
-from tools.generate import generate_corpus
 from detection.logs.reader import MAX_LINE_BYTES, open_logs
 from detection.logs.schema import DETECTION_FIELDS, FIELDS_BY_NAME, athena_columns
 from tests.conftest import firehose_parse
+from tools.generate import generate_corpus
 
 NUMBERS = [
     "5", " 5", "5 ", "+5", "-5", "-0", "000", "00012", "1e3", "1E3", "1.5E+2", "1e-3", "0.5e1", "12e-1", "15e-1",

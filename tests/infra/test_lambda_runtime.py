@@ -34,9 +34,8 @@ import pytest
 import requests
 from moto.server import ThreadedMotoServer
 
-from tools.generate import generate_corpus
-from revocation.ledger.dynamodb import create_table
 from detection.logs.schema import DETECTION_FIELDS
+from revocation.ledger.dynamodb import create_table
 from rotation.keyring import RotationPolicy, parse_secret_value, plan_rotation
 from rotation.secrets import AWSCURRENT, AWSPENDING
 from tests.conftest import ACCOUNT_ID, REGION, http_event
@@ -44,6 +43,7 @@ from tests.infra.fake_keyvaluestore import FakeKeyValueStore, serve
 from tests.infra.test_template_pipeline import RES, ROOT, TPL
 from tests.infra.uv import uv
 from tests.workflow.conftest import AthenaOnDuckDB
+from tools.generate import generate_corpus
 
 pytestmark = pytest.mark.slow
 

@@ -19,11 +19,11 @@ import pytest
 from samtranslator.yaml_helper import yaml_parse
 
 from detection.logs import firehose as firehose_transform
+from detection.logs.reader import partition_start
+from detection.logs.schema import DETECTION_FIELDS, athena_columns
+from detection.scoring.query import FEATURES, load_query
 from revocation import handler as revocation_handler
 from revocation.ledger.dynamodb import GSI_NAME, cloudformation_properties
-from detection.logs.reader import partition_start
-from detection.scoring.query import FEATURES, load_query
-from detection.logs.schema import DETECTION_FIELDS, athena_columns
 from tools.template_schema import TEMPLATE, render
 
 ROOT = Path(__file__).resolve().parents[2]

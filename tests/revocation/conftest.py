@@ -10,9 +10,9 @@ from typing import Any
 import boto3
 import pytest
 
+from edge.store import LocalEdgeStore
 from revocation.ledger import Ledger, Reason, SqliteLedger, Verdict
 from revocation.ledger.dynamodb import DynamoDbLedger, create_table
-from edge.store import LocalEdgeStore
 from tests.conftest import REGION, mocked_aws
 
 NOW = 1_767_225_600  # 2026-01-01T00:00:00Z

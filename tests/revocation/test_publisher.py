@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from revocation.ledger import Revocation, SqliteLedger
-from revocation.publisher import PublishError, priority, publish
 from edge.store import LocalEdgeStore, RetryPolicy
 from edge.store.base import Batch, EdgeStoreError, RetryableStoreError, StoreState, entry_size
+from revocation.ledger import Revocation, SqliteLedger
+from revocation.publisher import PublishError, priority, publish
 
 from .conftest import HOUR, NOW, sid
 

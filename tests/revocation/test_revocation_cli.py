@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from revocation.ledger import SqliteLedger
-from revocation.cli import register
 from edge.store import LocalEdgeStore
+from revocation.cli import register
+from revocation.ledger import SqliteLedger
 
 from .conftest import HOUR, NOW, sid, verdict
 

@@ -4,14 +4,13 @@
 from __future__ import annotations
 
 import time
-from typing import Any
-
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from revocation.ledger.dynamodb import DynamoDbLedger
 from edge.store import LocalEdgeStore
+from revocation.ledger.dynamodb import DynamoDbLedger
 from tests.conftest import FakeLambdaContext, body_of, http_event, imported_handler, powertools_env, set_environment
 
 from .conftest import HOUR, sid, verdict
@@ -158,8 +157,8 @@ def test_missing_configuration_is_500_and_logged(
 def test_bare_table_name_is_dynamodb_and_allow_list_is_comma_separated(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    from revocation.ledger import DynamoDbLedger, SqliteLedger, open_ledger_setting
     from revocation.handler import RevocationSettings
+    from revocation.ledger import DynamoDbLedger, SqliteLedger, open_ledger_setting
 
     monkeypatch.setenv("LEDGER_TABLE", "ledger")
     monkeypatch.setenv("EDGE_STORE", "store.json")

@@ -7,6 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from edge.store import LocalEdgeStore
+from edge.store.base import Batch, EdgeStoreError, StoreState
+from edge.verify import revocation_active
 from revocation.ledger import Reason, RevokeOutcome, SqliteLedger
 from revocation.publisher import publish
 from revocation.service import (
@@ -25,9 +28,6 @@ from revocation.service import (
     session_asns,
 )
 from revocation.token_expiry import DEFAULT_MARGIN_SECONDS
-from edge.store import LocalEdgeStore
-from edge.store.base import Batch, EdgeStoreError, StoreState
-from edge.verify import revocation_active
 
 from .conftest import HOUR, NOW, sid, verdict
 

@@ -8,6 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from core.b64 import b64url_encode
+from edge.keys import generate_key
+from edge.tokens import MAX_TTL_SECONDS, TokenRequest, issue_token
 from revocation.token_expiry import (
     DEFAULT_MARGIN_SECONDS,
     TokenInfo,
@@ -16,9 +19,6 @@ from revocation.token_expiry import (
     revocation_expiry,
     token_expiry,
 )
-from core.b64 import b64url_encode
-from edge.keys import generate_key
-from edge.tokens import MAX_TTL_SECONDS, TokenRequest, issue_token
 
 from .conftest import NOW
 

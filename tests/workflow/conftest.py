@@ -36,13 +36,13 @@ import pyarrow.parquet as pq
 import pytest
 from moto.moto_api import state_manager
 
-from detection.workflow import handlers as workflow_handler
-from tools.generate import generate_corpus
-from revocation.ledger.dynamodb import create_table
 from detection.logs.reader import open_logs
 from detection.scoring.query import Query
+from detection.workflow import handlers as workflow_handler
+from revocation.ledger.dynamodb import create_table
 from tests.conftest import ACCOUNT_ID, REGION, FakeLambdaContext, mocked_aws
 from tests.workflow.moto_hooks import StartedQuery, dispatch_lambda_invokes, fail_athena_query, on_athena_query_start
+from tools.generate import generate_corpus
 
 ASL = Path(__file__).resolve().parents[2] / "statemachine" / "detection.asl.json"
 STEPS = ("prepare", "score", "record", "publish", "report")

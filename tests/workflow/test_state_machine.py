@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
+from edge.store import LocalEdgeStore
+from edge.store.base import EdgeStoreError
 from revocation.ledger import open_ledger_setting
 from revocation.service import revoke
 from revocation.token_expiry import DEFAULT_MARGIN_SECONDS
-from edge.store import LocalEdgeStore
-from edge.store.base import EdgeStoreError
 from tests.workflow.conftest import Pipeline, entered_states, label_column
 
 pytestmark = pytest.mark.slow

@@ -13,8 +13,8 @@ import pytest
 import sqlglot
 from sqlglot import exp
 
+from core.lambda_support import ConfigurationError
 from detection.workflow import handlers as workflow_handler
-from revocation.ledger import SqliteLedger
 from detection.workflow.run_files import LocalRunFiles, RunFilesError, S3RunFiles, open_run_files
 from detection.workflow.steps import (
     MAX_TOKENS_PER_SESSION,
@@ -27,9 +27,9 @@ from detection.workflow.steps import (
     run_time,
     token_exps,
 )
-from core.lambda_support import ConfigurationError
 from edge.store import LocalEdgeStore
 from edge.tokens import MAX_TTL_SECONDS
+from revocation.ledger import SqliteLedger
 from tests.conftest import mocked_aws, set_environment
 from tests.workflow.conftest import label_column
 

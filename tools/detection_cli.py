@@ -7,6 +7,9 @@
 - ``convert --logs SRC --out DST [--fields ...]`` writes Parquet of TSV logs.
 - ``evaluate --corpus DIR [--window MINUTES] [--json] [--config FILE]`` prints the evaluation table.
 
+The engines (DuckDB, the generator, the demo's report libraries) are imported by the subcommand that runs them,
+so that ``revoke`` or ``--help`` does not wait for them.
+
 Subcommands are ``COMMANDS`` (name -> (add_arguments, run, help)), whose errors ``main`` reports, plus the
 revocation commands of :mod:`revocation.cli`, which report their own.
 """
@@ -20,6 +23,11 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
+
+from detection.scoring.config import ConfigError, DetectionConfig
+from detection.scoring.query import QueryError
+from revocation import cli as revocation_cli
+from tools.progress import progress_bar
 
 EXIT_OK, EXIT_BAD_INPUT = 0, 2
 
@@ -51,8 +59,6 @@ def _epoch(text: str) -> float:
 
 
 def _config(args: argparse.Namespace) -> Any:
-    from detection.scoring.config import DetectionConfig
-
     config = DetectionConfig.load(args.config) if getattr(args, "config", None) else DetectionConfig()
     if getattr(args, "monitor", False):
         config = config.model_copy(update={"monitor": True})
@@ -113,7 +119,6 @@ def _generate_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _generate(args: argparse.Namespace) -> int:
     from tools.generate import DEFAULT_START_EPOCH, generate_corpus
-    from tools.progress import progress_bar
 
     if args.sessions < 1 or args.minutes <= 0 or not math.isfinite(args.minutes):
         raise UsageError("--sessions must be at least 1 and --minutes positive")
@@ -144,7 +149,6 @@ def _convert_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _convert(args: argparse.Namespace) -> int:
     from detection.logs.convert import convert_to_parquet
-    from tools.progress import progress_bar
 
     with progress_bar("converting", "files") as progress:
         report = convert_to_parquet(args.logs, args.out, fields=args.fields, progress=progress)
@@ -203,16 +207,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (add_arguments, _run, help_text) in COMMANDS.items():
         add_arguments(sub.add_parser(name, help=help_text, description=help_text))
-    from revocation import cli as revocation_cli
-
     revocation_cli.register(sub)  # revoke, unrevoke, revocations, flagged: each sets its own `run`
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from detection.scoring.config import ConfigError
     from detection.logs.reader import InputError
-    from detection.scoring.query import QueryError
 
     parser = build_parser()
     try:
