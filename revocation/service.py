@@ -6,9 +6,9 @@ the audit trail says who decided what and when) and publish at once, so the chan
 for the next scheduled run. The ledger is written first: if publishing fails, the change is kept and the next
 publish run applies it (:class:`ManualResult` says so).
 
-Automatic revocations honour the detection configuration's allow-lists and monitor mode
-(:func:`apply_policy_mode`) before anything is revoked; :func:`revoke_run` records a run's verdicts and revokes its
-offenders until their tokens expire. Manual revocations are explicit operator decisions: monitor mode does not hold
+:func:`revoke_run` records a run's verdicts and revokes its offenders until their tokens expire (the policy has
+already applied the detection configuration's allow-lists and monitor mode: those verdicts are ``flag`` or
+``monitor``, never ``revoke``). Manual revocations are explicit operator decisions: monitor mode does not hold
 them back, but revoking an allow-listed session by hand needs ``force=True``.
 
 No boto3 here: the ledger and the edge store come in as objects.
@@ -16,13 +16,12 @@ No boto3 here: the ledger and the edge store come in as objects.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import re
 import time
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 from edge.store import EdgeStore
 from edge.tokens import MAX_TTL_SECONDS
@@ -42,7 +41,6 @@ from revocation.publisher import PublishError, PublishResult, publish
 from revocation.token_expiry import DEFAULT_MARGIN_SECONDS, expiry_for_session
 
 __all__ = [
-    "ALLOW_LISTED_REASON",
     "DEFAULT_MANUAL_TTL_SECONDS",
     "MAX_REVOCATION_SECONDS",
     "AllowListedError",
@@ -51,25 +49,19 @@ __all__ = [
     "NotRevokedError",
     "RevocationError",
     "RunRevocations",
-    "apply_policy_mode",
     "lift",
     "list_flagged",
     "list_revoked",
     "manual_actor",
     "revoke",
     "revoke_run",
-    "session_asns",
 ]
 
 DEFAULT_MANUAL_TTL_SECONDS = 24 * 3600
 """A manual revocation without an explicit expiry lasts a day: the issuer's default longest token lifetime."""
 MAX_REVOCATION_SECONDS = MAX_TTL_SECONDS + DEFAULT_MARGIN_SECONDS
 """No token lives longer than ``edge.tokens.MAX_TTL_SECONDS`` (7 days), so no revocation needs to either."""
-ALLOW_LISTED_REASON = "allow-listed"
-MONITOR_REASON = "monitor-mode"
 _WHO = re.compile(r"^[\x21-\x7e]{1,256}\Z")
-
-V = TypeVar("V")
 
 
 class RevocationError(ValueError):
@@ -233,63 +225,6 @@ def list_flagged(ledger: Ledger, since: float | None = None, until: float | None
 # Automatic revocations.
 
 
-def session_asns(verdict: Any) -> set[int]:
-    """The ASNs a verdict's session used, from its features ``asns`` (list, or comma-separated text) and ``asn``."""
-    features = _get(verdict, "features") or {}
-    found: set[int] = set()
-    for name in ("asns", "asn"):
-        value = features.get(name) if isinstance(features, Mapping) else None
-        if value is None:
-            continue
-        items = value.split(",") if isinstance(value, str) else value if isinstance(value, (list, tuple, set)) else [value]
-        for item in items:
-            try:
-                found.add(int(str(item).strip().upper().removeprefix("AS")))
-            except ValueError:
-                continue
-    return found
-
-
-def apply_policy_mode(
-    verdicts: Iterable[V],
-    allow_sessions: Collection[str] = (),
-    allow_asns: Collection[int] = (),
-    monitor: bool = False,
-    *,
-    asns_of: Callable[[Any], Collection[int]] = session_asns,
-) -> list[V]:
-    """Apply the detection config's allow-lists and monitor mode to a run's verdicts before anything is revoked.
-
-    * An allow-listed session, or one that used any allow-listed ASN, is never revoked: a ``revoke`` becomes
-      ``flag`` (still recorded, for review) with an ``allow-listed`` reason saying which list matched.
-    * In monitor mode nothing is revoked: a ``revoke`` becomes ``monitor`` ("would have been revoked"), with a
-      ``monitor-mode`` reason; ``flag`` verdicts stay ``flag``.
-
-    Verdicts may be :class:`~revocation.ledger.base.Verdict` records, other pydantic models or dataclasses with the
-    same ``session_id`` / ``action`` / ``reasons`` / ``features`` fields, or plain dicts; they come back as the same
-    type, changed copies (the input is not modified).
-    """
-    sessions = set(allow_sessions)
-    asns = {int(a) for a in allow_asns}
-    out: list[V] = []
-    for verdict in verdicts:
-        if _get(verdict, "action") != "revoke":
-            out.append(verdict)
-            continue
-        session_id = _get(verdict, "session_id")
-        matched = sorted(asns & set(asns_of(verdict))) if asns else []
-        if session_id in sessions:
-            out.append(_downgrade(verdict, "flag", ALLOW_LISTED_REASON, "session is allow-listed"))
-        elif matched:
-            listed = ", ".join(f"AS{a}" for a in matched)
-            out.append(_downgrade(verdict, "flag", ALLOW_LISTED_REASON, f"used allow-listed network {listed}"))
-        elif monitor:
-            out.append(_downgrade(verdict, "monitor", MONITOR_REASON, "monitor mode: would have been revoked"))
-        else:
-            out.append(verdict)
-    return out
-
-
 @dataclass(frozen=True)
 class RunRevocations:
     """What :func:`revoke_run` did: verdicts recorded, and the revocations by outcome."""
@@ -322,7 +257,7 @@ def revoke_run(
     margin: int = DEFAULT_MARGIN_SECONDS,
     reason: str = "auto",
 ) -> RunRevocations:
-    """Record a run's verdicts (after :func:`apply_policy_mode`) and revoke those whose action is ``revoke``, each
+    """Record a run's verdicts and revoke those whose action is ``revoke``, each
     until the latest ``exp`` seen for its session (``token_exps[session_id]``) plus ``margin``.
 
     Idempotent: a re-run of the same window records nothing new, and with the same token expiries leaves the
@@ -390,31 +325,3 @@ def _published(ledger: Ledger, store: EdgeStore | None, record: Revocation, outc
     except Exception as exc:  # noqa: BLE001 - the ledger has the change; any store failure is reported, not fatal
         return ManualResult(revocation=record, outcome=outcome, publish=None, publish_error=f"{type(exc).__name__}: {exc}")
     return ManualResult(revocation=record, outcome=outcome, publish=published)
-
-
-def _get(verdict: Any, name: str) -> Any:
-    if isinstance(verdict, Mapping):
-        return verdict.get(name)
-    return getattr(verdict, name, None)
-
-
-def _downgrade(verdict: V, action: str, code: str, detail: str) -> V:
-    reasons = list(_get(verdict, "reasons") or ())
-    if isinstance(verdict, Verdict):
-        reason: Any = Reason(code=code, detail=detail)
-    elif reasons and not isinstance(reasons[0], Mapping):
-        try:
-            reason = type(reasons[0])(code=code, detail=detail)
-        except TypeError:
-            reason = {"code": code, "detail": detail}
-    else:
-        reason = {"code": code, "detail": detail}
-    original = _get(verdict, "reasons")
-    update = {"action": action, "reasons": tuple([*reasons, reason]) if isinstance(original, tuple) else [*reasons, reason]}
-    if isinstance(verdict, Mapping):
-        return {**verdict, **update}  # type: ignore[return-value]
-    if hasattr(verdict, "model_copy"):
-        return verdict.model_copy(update=update)  # type: ignore[no-any-return, attr-defined]
-    if dataclasses.is_dataclass(verdict) and not isinstance(verdict, type):
-        return dataclasses.replace(verdict, **update)  # type: ignore[return-value]
-    raise TypeError(f"cannot apply the policy mode to a {type(verdict).__name__}: use a dict, model or dataclass")

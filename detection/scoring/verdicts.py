@@ -20,7 +20,7 @@ from revocation.ledger.base import plain_json
 
 __all__ = ["ALLOW_LISTED", "MONITOR_MODE", "Action", "Reason", "Verdict"]
 
-#: Reason codes of the mode adjustments (the same codes revocation.service uses).
+#: Reason codes of the mode adjustments the policy makes (allow-lists, monitor mode).
 ALLOW_LISTED = "allow-listed"
 MONITOR_MODE = "monitor-mode"
 

@@ -9,8 +9,11 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from detection.scoring.config import ConfigError, DetectionConfig
-from detection.scoring.policy import REASONS, capital_distance_km, score_sessions
+from detection.scoring.config import ConfigError, DetectionConfig, PolicySettings
+from detection.scoring.policy import score_sessions
+from detection.scoring.reasons import CODES as REASONS
+from detection.scoring.reasons import REASONS as RULES
+from detection.scoring.reasons import capital_distance_km
 from detection.scoring.verdicts import ALLOW_LISTED, MONITOR_MODE, Action
 from revocation.ledger.base import REASON_CODE_PATTERN
 from revocation.ledger.base import Verdict as LedgerVerdict
@@ -223,3 +226,11 @@ def test_verdicts_serialise_for_the_cli_and_the_ledger() -> None:
     record = v.to_ledger("2026-01-01T00:10Z", 1767226200)
     assert isinstance(record, LedgerVerdict) and record.action == "revoke"
     assert all(REASON_CODE_PATTERN.match(code) for code in [*REASONS, ALLOW_LISTED, MONITOR_MODE])
+
+
+def test_the_config_has_one_section_per_registered_reason_in_the_registry_order() -> None:
+    sections = [name for name in DetectionConfig.model_fields if name not in PolicySettings.model_fields]
+    assert sections == list(REASONS) == [rule.code for rule in RULES]
+    config = DetectionConfig()
+    for rule in RULES:
+        assert type(config.section(rule.code)) is rule.Section

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from detection.detect import detect
+from detection.scoring.reasons import CODES as REASONS
 from detection.scoring.verdicts import Action
 from tools.scenarios import RENDITIONS, Viewer, playback, request, session_token, write_firehose
 
@@ -269,8 +270,6 @@ def test_the_legit_lookalike_is_not_flagged(world, name: str, code: str) -> None
 
 
 def test_every_reason_has_a_scenario_and_a_lookalike() -> None:
-    from detection.scoring.policy import REASONS
-
     weighty = {code for _, code in PIRATE_CASES}
     assert weighty == set(REASONS) - {"hosting_network", "tool_user_agent"}
     assert {code for _, code in LOOKALIKE_CASES} >= set(REASONS)

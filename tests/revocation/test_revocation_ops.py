@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -10,7 +9,7 @@ import pytest
 from edge.store import LocalEdgeStore
 from edge.store.base import Batch, EdgeStoreError, StoreState
 from edge.verify import revocation_active
-from revocation.ledger import Reason, RevokeOutcome, SqliteLedger
+from revocation.ledger import RevokeOutcome, SqliteLedger
 from revocation.publisher import publish
 from revocation.service import (
     DEFAULT_MANUAL_TTL_SECONDS,
@@ -18,14 +17,12 @@ from revocation.service import (
     AllowListedError,
     InvalidRevocation,
     NotRevokedError,
-    apply_policy_mode,
     lift,
     list_flagged,
     list_revoked,
     manual_actor,
     revoke,
     revoke_run,
-    session_asns,
 )
 from revocation.token_expiry import DEFAULT_MARGIN_SECONDS
 
@@ -149,60 +146,13 @@ def test_manual_actor() -> None:
 # Policy mode.
 
 
-def test_allow_listed_sessions_and_networks_are_never_revoked() -> None:
-    verdicts = [
-        verdict(sid(1)),  # allow-listed session
-        verdict(sid(2)),  # used allow-listed AS64501 (conftest features: asns 64500, 64501)
-        verdict(sid(3)).model_copy(update={"features": {"asns": [1]}}),
-        verdict(sid(4), action="flag"),
-    ]
-    out = apply_policy_mode(verdicts, allow_sessions={sid(1)}, allow_asns={64501}, monitor=False)
-    assert [v.action for v in out] == ["flag", "flag", "revoke", "flag"]
-    assert out[0].reasons[-1] == Reason(code="allow-listed", detail="session is allow-listed")
-    assert out[1].reasons[-1].detail == "used allow-listed network AS64501"
-    assert out[2] is verdicts[2] and out[3] is verdicts[3]
-    assert [v.action for v in verdicts] == ["revoke", "revoke", "revoke", "flag"]  # input unchanged
-
-
-def test_monitor_mode_never_revokes() -> None:
-    out = apply_policy_mode([verdict(sid(1)), verdict(sid(2), action="flag")], monitor=True)
-    assert [v.action for v in out] == ["monitor", "flag"]
-    assert out[0].reasons[-1].code == "monitor-mode"
-    # Allow-listing still says why when both apply.
-    (listed,) = apply_policy_mode([verdict(sid(1))], allow_sessions={sid(1)}, monitor=True)
-    assert (listed.action, listed.reasons[-1].code) == ("flag", "allow-listed")
-
-
-@dataclass(frozen=True)
-class OtherVerdict:
-    session_id: str
-    action: str
-    reasons: tuple = ()
-    features: dict = field(default_factory=dict)
-
-
-def test_policy_mode_works_on_dicts_and_dataclasses() -> None:
-    as_dict = {"session_id": sid(1), "action": "revoke", "reasons": [{"code": "x", "detail": ""}],
-               "features": {"asn": "AS64500"}}
-    (out,) = apply_policy_mode([as_dict], allow_asns={64500})
-    assert out["action"] == "flag" and out["reasons"][-1]["code"] == "allow-listed" and as_dict["action"] == "revoke"
-    (dc,) = apply_policy_mode([OtherVerdict(sid(2), "revoke")], monitor=True)
-    assert isinstance(dc, OtherVerdict) and dc.action == "monitor"
-
-
-def test_session_asns_reads_lists_text_and_single_values() -> None:
-    assert session_asns({"features": {"asns": "AS1, 2,x", "asn": 3}}) == {1, 2, 3}
-    assert session_asns({"features": {}}) == set() and session_asns({}) == set()
-
-
 # ---------------------------------------------------------------------------------------------------------------
 # Automatic revocations of a run.
 
 
 def test_a_run_revokes_offenders_until_their_tokens_expire(sqlite_ledger: SqliteLedger, edge_store: LocalEdgeStore) -> None:
-    verdicts = apply_policy_mode(
-        [verdict(sid(1)), verdict(sid(2)), verdict(sid(3), action="flag")], allow_sessions={sid(2)}
-    )
+    # sid(2) as the policy leaves an allow-listed offender: flagged, never revoked
+    verdicts = [verdict(sid(1)), verdict(sid(2), action="flag"), verdict(sid(3), action="flag")]
     exps = {sid(1): [NOW + 600, NOW + 1800, None]}
     run = revoke_run(sqlite_ledger, "run-1", verdicts, exps, now=NOW)
     assert (run.recorded, [r.session_id for r in run.revoked]) == (3, [sid(1)])
@@ -228,7 +178,7 @@ def test_a_run_does_not_override_an_operators_lift(sqlite_ledger: SqliteLedger, 
 
 
 def test_monitor_mode_run_records_but_revokes_nothing(sqlite_ledger: SqliteLedger) -> None:
-    verdicts = apply_policy_mode([verdict(sid(1)), verdict(sid(2))], monitor=True)
+    verdicts = [verdict(sid(1), action="monitor"), verdict(sid(2), action="monitor")]  # as the policy's monitor mode
     run = revoke_run(sqlite_ledger, "run-1", verdicts, {}, now=NOW)
     assert run.recorded == 2 and run.results == ()
     assert sqlite_ledger.active_revocations(NOW) == []

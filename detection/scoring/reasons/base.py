@@ -1,0 +1,138 @@
+"""What every detection reason is made of: its config section, the rule that fires over the whole feature table at
+once, and the explanation of one flagged session; and the table the rules read.
+
+A rule works column-wise (numpy over Arrow) on one row per session; only flagged sessions are explained, one Python
+record each. The policy (:mod:`detection.scoring.policy`) runs every registered reason
+(:data:`detection.scoring.reasons.REASONS`) and adds up the weights of those that fired.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Hashable, Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any, ClassVar, TypeVar
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from pydantic import BaseModel, ConfigDict, Field
+
+from detection.scoring.verdicts import Reason
+
+T = TypeVar("T")
+
+
+class Section(BaseModel):
+    """A reason's settings: ``enabled`` and ``weight`` (what it adds to a session's score), plus its thresholds."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    enabled: bool = Field(True, description="Whether the reason is evaluated at all.")
+    weight: float = Field(1.0, ge=0, le=10, description="What the reason adds to the score when it fires.")
+
+
+@dataclass
+class Fired:
+    """Where a rule fired (one bool per session), what it adds there, and the per-session values it compared."""
+
+    mask: np.ndarray
+    weight: float | np.ndarray
+    shown: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def value(self, name: str, row: int) -> Any:
+        value = self.shown[name][row]
+        return value.item() if hasattr(value, "item") else value
+
+
+class SessionTable:
+    """The feature table of one window, as the rules read it: numeric columns, the per-minute entries flattened
+    with the row each belongs to, and list columns tested element-wise."""
+
+    def __init__(self, features: pa.Table) -> None:
+        self.features = features
+        self.rows = features.num_rows
+        self._memo: dict[Hashable, Any] = {}
+
+    def memo(self, key: Hashable, compute: Callable[[], T]) -> T:
+        """``compute()``, once per key for this table: what several reasons and the verdicts read."""
+        if key not in self._memo:
+            self._memo[key] = compute()
+        return self._memo[key]
+
+    def numbers(self, name: str, fill: float = 0.0) -> np.ndarray:
+        """A numeric column as float64 (``fill`` for nulls, and for every row when the column is absent)."""
+        if name not in self.features.column_names:
+            return np.full(self.rows, fill, dtype=np.float64)
+        column = self.features[name]
+        column = pc.fill_null(column, fill) if column.null_count else column
+        return np.asarray(column.to_numpy(), dtype=np.float64)
+
+    def objects(self, name: str) -> np.ndarray:
+        """A column as Python objects (None for every row when it is absent)."""
+        if name not in self.features.column_names:
+            return np.full(self.rows, None, dtype=object)
+        return np.asarray(self.features[name].to_pylist(), dtype=object)
+
+    @cached_property
+    def _minutes(self) -> tuple[np.ndarray, pa.StructArray | None]:
+        if "per_minute" not in self.features.column_names or self.rows == 0:
+            return np.zeros(0, dtype=np.int64), None
+        lists = self.features["per_minute"].combine_chunks()
+        parents = np.asarray(pc.list_parent_indices(lists).to_numpy(), dtype=np.int64)
+        return parents, lists.flatten()
+
+    @property
+    def minute_rows(self) -> np.ndarray:
+        """The session (row) of each per-minute entry."""
+        return self._minutes[0]
+
+    def per_minute(self, name: str, null: float = 0.0) -> np.ndarray:
+        """One field of every per-minute entry, as float64 (``null`` for nulls)."""
+        entries = self._minutes[1]
+        if entries is None:
+            return np.zeros(0)
+        values = entries.field(name)
+        if values.null_count:
+            values = pc.fill_null(values.cast(pa.float64()), null)
+        return np.asarray(values.to_numpy(zero_copy_only=False), dtype=np.float64)
+
+    def minutes_where(self, mask: np.ndarray) -> np.ndarray:
+        """Per session: how many of its per-minute entries ``mask`` (one bool per entry) holds for."""
+        if not self.rows:
+            return np.zeros(0, np.int64)
+        return np.bincount(self.minute_rows[mask], minlength=self.rows).astype(np.int64)
+
+    def any_listed(self, column: str, predicate: Callable[[pa.Array], np.ndarray]) -> np.ndarray:
+        """Per session: does any element of the list column satisfy ``predicate(values) -> bool array``?"""
+        if column not in self.features.column_names or self.rows == 0:
+            return np.zeros(self.rows, dtype=bool)
+        lists = self.features[column].combine_chunks()
+        values = lists.flatten()
+        if len(values) == 0:
+            return np.zeros(self.rows, dtype=bool)
+        parents = np.asarray(pc.list_parent_indices(lists).to_numpy(), dtype=np.int64)
+        hit = np.asarray(predicate(values), dtype=bool)
+        return np.bincount(parents[hit], minlength=self.rows) > 0
+
+
+def worst_minute(record: Mapping[str, Any], key: str) -> Any:
+    """The highest value of ``key`` over a session's per-minute entries (0 without any)."""
+    return max((m.get(key) or 0 for m in record.get("per_minute") or []), default=0)
+
+
+class ReasonRule(ABC):
+    """One detection reason. Subclasses name their ``code`` and ``Section`` and write the rule and the explanation;
+    :data:`detection.scoring.reasons.REASONS` registers each once, in the order verdicts list them."""
+
+    code: ClassVar[str]
+    Section: ClassVar[type[Section]]
+
+    @abstractmethod
+    def fire(self, table: SessionTable, section: Any, scored: np.ndarray) -> Fired:
+        """Where the reason fires over the whole table (``scored``: the sessions with enough requests to judge)."""
+
+    @abstractmethod
+    def explain(self, record: Mapping[str, Any], row: int, section: Any, fired: Fired) -> Reason:
+        """Why it fired for one session: a sentence, the values it saw and the thresholds it compared them with."""

@@ -1,0 +1,168 @@
+"""Faster than real time: a session fetching more segments a minute than real-time playback of its channel."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pydantic import Field
+
+from detection.scoring.reasons.base import Fired, ReasonRule, Section, SessionTable
+from detection.scoring.verdicts import Reason
+
+
+class PlaybackRateSection(Section):
+    """More segments per minute than real-time playback of the channel: several players on one session, or a
+    download faster than real time. A session's pace is the median of its segment fetches per minute over its
+    interior minutes (not the first or last minute it was seen: startup bursts and partial minutes). A channel's
+    real-time pace comes from the other sessions that play only that channel: a low quantile (``crowd_quantile``) of
+    their busiest interior minute (pauses, stalls and partial minutes only ever lower a minute; a low quantile keeps
+    the channel's fast sessions - pirates cluster on popular content - from raising it). With fewer than
+    ``crowd_min_sessions`` others the speed must reach ``min_speed * small_crowd_factor``; with none, one segment
+    per ``fallback_segment_seconds`` is assumed. A crowd pace is never taken below one segment per
+    ``max_segment_seconds``: a paused crowd is not real time."""
+
+    min_speed: float = Field(2.0, gt=1, description="Session pace over the channel's real-time pace.")
+    min_minutes: int = Field(2, ge=1, description="Interior minutes needed to judge the pace.")
+    crowd_min_sessions: int = Field(3, ge=1, description="Other sessions of the channel for the plain threshold.")
+    crowd_min_minutes: int = Field(2, ge=1, description="Interior minutes a session needs to count in the crowd.")
+    crowd_quantile: float = Field(0.25, ge=0, le=0.5, description="Quantile of the crowd's busiest minutes.")
+    small_crowd_factor: float = Field(1.5, ge=1, description="Threshold factor with fewer other sessions.")
+    fallback_segment_seconds: float = Field(
+        2.0,
+        gt=0,
+        description="Segment duration assumed for a channel nobody else plays: the shortest in common use, so the "
+        "speed is never overestimated.",
+    )
+    max_segment_seconds: float = Field(
+        10.0,
+        gt=0,
+        description="Longest segment duration in common use (HLS target durations are 2-10 s): real-time playback "
+        "fetches at least 60 / this many segments a minute, so a crowd pace below that is a paused or stalled crowd "
+        "and is raised to it (one paused viewer must not make everyone else look fast).",
+    )
+
+
+@dataclass(frozen=True)
+class Playback:
+    """Per session: its pace (median segments per interior minute), its main channel's real-time pace (NaN when
+    nobody else plays it), how many other sessions that pace comes from, its speed against real time, the speed
+    it must reach, and its interior minutes. Verdicts show these whether or not the reason is enabled."""
+
+    pace: np.ndarray
+    channel_pace: np.ndarray
+    channel_sessions: np.ndarray
+    speed: np.ndarray
+    needed: np.ndarray
+    interior: np.ndarray
+    channels: np.ndarray
+
+
+def _paces(
+    parents: np.ndarray, minute: np.ndarray, segments: np.ndarray, rows: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per session, over its interior minutes (not its first or last minute; minutes without a pace left out):
+    the median segment fetches per minute (its pace), the most in one minute (its pace as a reference for others:
+    pauses and stalls only lower a minute), and how many interior minutes there are."""
+    pace = np.full(rows, np.nan)
+    peak = np.full(rows, np.nan)
+    interior = np.zeros(rows, dtype=np.int64)
+    if len(parents) == 0:
+        return pace, peak, interior
+    first = np.full(rows, np.iinfo(np.int64).max)
+    last = np.full(rows, np.iinfo(np.int64).min)
+    minute = minute.astype(np.int64)
+    np.minimum.at(first, parents, minute)
+    np.maximum.at(last, parents, minute)
+    inside = (minute > first[parents]) & (minute < last[parents]) & ~np.isnan(segments)
+    frame = pd.DataFrame({"row": parents[inside], "segments": segments[inside]})
+    grouped = frame.groupby("row", sort=False)["segments"].agg(["median", "max", "size"])
+    index = grouped.index.to_numpy()
+    pace[index] = grouped["median"].to_numpy()
+    peak[index] = grouped["max"].to_numpy()
+    interior[index] = grouped["size"].to_numpy()
+    return pace, peak, interior
+
+
+def _channel_paces(
+    channel: np.ndarray, reference: np.ndarray, usable: np.ndarray, quantile: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per session: the real-time pace of its main channel - the ``quantile`` of the reference paces of the *other*
+    sessions that play only that channel - and how many other sessions that is (NaN and 0 without any). A low
+    quantile keeps the fast sessions of a channel (pirates cluster on popular content) from raising its pace."""
+    rows = len(reference)
+    result = np.full(rows, np.nan)
+    others = np.zeros(rows, dtype=np.int64)
+    frame = pd.DataFrame({"channel": channel, "pace": reference, "row": np.arange(rows)})[usable]
+    lookup: dict[Any, tuple[float, int]] = {}
+    for name, group in frame.groupby("channel", sort=False):
+        idx = group["row"].to_numpy()
+        values = group["pace"].to_numpy()
+        n = len(values)
+        lookup[name] = (float(np.quantile(values, quantile)), n)
+        if n >= 20:  # one session more or less hardly moves a quantile of twenty
+            result[idx] = lookup[name][0]
+        elif n >= 2:  # leave the session itself out
+            for i, row in enumerate(idx):
+                result[row] = float(np.quantile(np.delete(values, i), quantile))
+        others[idx] = n - 1
+    # sessions that do not count themselves (several channels, too short) still get their main channel's pace
+    for row in np.flatnonzero(~usable):
+        found = lookup.get(channel[row])
+        if found is not None:
+            result[row], others[row] = found
+    return result, others
+
+
+def playback(table: SessionTable, section: PlaybackRateSection) -> Playback:
+    """Every session's pace against its channel's real-time pace (see :class:`PlaybackRateSection`); computed once
+    per table and section."""
+    return table.memo(("playback", section), lambda: _playback(table, section))
+
+
+def _playback(table: SessionTable, section: PlaybackRateSection) -> Playback:
+    channels = table.objects("main_channel")
+    pace, peak, interior = _paces(table.minute_rows, table.per_minute("minute"),
+                                  table.per_minute("paced_segments", np.nan), table.rows)
+    usable = (table.numbers("distinct_channels") == 1) & (interior >= section.crowd_min_minutes) & pd.notna(channels)
+    channel_pace, crowd = _channel_paces(channels, peak, usable, section.crowd_quantile)
+    realtime = np.where(np.isnan(channel_pace), 60.0 / section.fallback_segment_seconds,
+                        np.maximum(channel_pace, 60.0 / section.max_segment_seconds))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        speed = np.where(realtime > 0, np.nan_to_num(pace) / realtime, 0.0)
+    needed = np.where(crowd >= section.crowd_min_sessions, section.min_speed,
+                      section.min_speed * section.small_crowd_factor)
+    return Playback(pace, channel_pace, crowd, speed, needed, interior, channels)
+
+
+class PlaybackRate(ReasonRule):
+    code = "playback_rate"
+    Section = PlaybackRateSection
+
+    def fire(self, table: SessionTable, section: Any, scored: np.ndarray) -> Fired:
+        seen = playback(table, section)
+        mask = (seen.speed >= seen.needed) & (seen.interior >= section.min_minutes)
+        return Fired(mask, section.weight, {"speed": seen.speed, "needed": seen.needed, "pace": seen.pace,
+                                            "channel_pace": seen.channel_pace, "crowd": seen.channel_sessions})
+
+    def explain(self, record: Mapping[str, Any], row: int, section: Any, fired: Fired) -> Reason:
+        realtime = float(fired.value("channel_pace", row))
+        known = not math.isnan(realtime)
+        values = {"speed": round(float(fired.value("speed", row)), 2),
+                  "segments_per_minute": round(float(fired.value("pace", row)), 2),
+                  "realtime_segments_per_minute": round(realtime, 2) if known else None,
+                  "channel_sessions": int(fired.value("crowd", row)), "channel": record.get("main_channel")}
+        thresholds: dict[str, Any] = {"min_speed": round(float(fired.value("needed", row)), 3),
+                                      "min_minutes": section.min_minutes}
+        if not known:
+            thresholds["fallback_segment_seconds"] = section.fallback_segment_seconds
+        basis = (f"the {values['realtime_segments_per_minute']} of real-time playback of {values['channel']} (from "
+                 f"{values['channel_sessions']} other session(s))" if known else
+                 f"{60 / section.fallback_segment_seconds:g} assumed (nobody else plays {values['channel']})")
+        detail = (f"{values['speed']}x real-time playback: {values['segments_per_minute']} segments per minute "
+                  f"against {basis}")
+        return Reason(self.code, detail, section.weight, values, thresholds)
