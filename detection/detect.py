@@ -31,7 +31,7 @@ from detection.logs.schema import Field
 from detection.scoring.config import DetectionConfig
 from detection.scoring.policy import PolicyResult, score_sessions
 from detection.scoring.query import FEATURES, QueryError, load_query, prepare_relation
-from detection.scoring.verdicts import Verdict
+from revocation.ledger.base import Verdict, run_id_for
 
 __all__ = [
     "DEFAULT_MEMORY_LIMIT",
@@ -96,7 +96,8 @@ def run_window(
     records = int(pc.sum(table["records"]).as_py() or 0) if table.num_rows else 0
     report = logs.report(records_read=records, require_records=require_records)
     clock = time.perf_counter()
-    result = score_sessions(table, config)
+    # the window's run, decided at its end: the same verdicts whenever the window is scored again
+    result = score_sessions(table, config, run_id=run_id_for(window[1]), decided_at=window[1])
     timings["policy"] = time.perf_counter() - clock
     stats: dict[str, Any] = {
         "window": {"start": window[0], "end": window[1], "minutes": round((window[1] - window[0]) / 60.0, 3)},

@@ -30,7 +30,7 @@ from detection.detect import DEFAULT_MEMORY_LIMIT, DEFAULT_WINDOW_MINUTES, run_w
 from detection.logs.reader import InputError, open_logs
 from detection.scoring.config import DetectionConfig
 from detection.scoring.query import BASELINE, load_query
-from detection.scoring.verdicts import Action
+from revocation.ledger.base import Action
 
 __all__ = ["Evaluation", "Metrics", "evaluate_corpus", "format_table"]
 

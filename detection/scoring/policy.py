@@ -27,9 +27,13 @@ import pyarrow as pa
 
 from detection.scoring.config import DetectionConfig
 from detection.scoring.reasons import REASONS, Fired, Playback, SessionTable, playback
-from detection.scoring.verdicts import ALLOW_LISTED, MONITOR_MODE, Action, Reason, Verdict
+from revocation.ledger.base import Action, Reason, Verdict
 
-__all__ = ["PolicyResult", "score_sessions"]
+__all__ = ["ALLOW_LISTED", "MONITOR_MODE", "PolicyResult", "score_sessions"]
+
+#: Reason codes of the mode adjustments: an offender on an allow-list is flagged, in monitor mode "monitored".
+ALLOW_LISTED = "allow-listed"
+MONITOR_MODE = "monitor-mode"
 
 #: Scalar features copied into each verdict (besides the derived ones).
 VERDICT_FEATURES: tuple[str, ...] = (
@@ -76,8 +80,11 @@ class PolicyResult:
         }
 
 
-def score_sessions(features: pa.Table, config: DetectionConfig | None = None) -> PolicyResult:
-    """Score every session of the feature table; return the verdicts of the sessions flagged or revoked."""
+def score_sessions(
+    features: pa.Table, config: DetectionConfig | None = None, *, run_id: str, decided_at: float
+) -> PolicyResult:
+    """Score every session of the feature table (the window of run ``run_id``); return the verdicts of the sessions
+    flagged or revoked, decided at ``decided_at``."""
     clock = time.perf_counter()
     config = config or DetectionConfig()
     table = SessionTable(features)
@@ -97,7 +104,7 @@ def score_sessions(features: pa.Table, config: DetectionConfig | None = None) ->
     records = features.take(pa.array(flagged_rows, type=pa.int64())).to_pylist() if len(flagged_rows) else []
     verdicts = sorted(
         (
-            _verdict(record, int(row), float(score[row]), config, fired, seen)
+            _verdict(record, int(row), float(score[row]), config, fired, seen, run_id, decided_at)
             for row, record in zip(flagged_rows, records, strict=True)
         ),
         key=lambda v: (-v.score, v.session_id),  # highest score first
@@ -118,7 +125,7 @@ def score_sessions(features: pa.Table, config: DetectionConfig | None = None) ->
 
 def _verdict(
     record: dict[str, Any], row: int, score: float, config: DetectionConfig, fired: Mapping[str, Fired],
-    seen: Playback,
+    seen: Playback, run_id: str, decided_at: float,
 ) -> Verdict:
     session_id = record["session_id"]
     reasons: list[Reason] = [
@@ -132,10 +139,10 @@ def _verdict(
         action = Action.FLAG
         detail = "session is allow-listed" if session_id in config.allow_sessions else (
             "used allow-listed network " + ", ".join(f"AS{a}" for a in allow_asns))
-        reasons.append(Reason(ALLOW_LISTED, detail, 0.0, {"asns": allow_asns}, {}))
+        reasons.append(Reason(code=ALLOW_LISTED, detail=detail, values={"asns": allow_asns}))
     elif action is Action.REVOKE and config.monitor:
         action = Action.MONITOR
-        reasons.append(Reason(MONITOR_MODE, "monitor mode: would have been revoked", 0.0))
+        reasons.append(Reason(code=MONITOR_MODE, detail="monitor mode: would have been revoked"))
     features: dict[str, Any] = {name: record.get(name) for name in VERDICT_FEATURES if name in record}
     for name, limit in LIST_FEATURES.items():
         if name in record and record[name] is not None:
@@ -147,4 +154,5 @@ def _verdict(
     features["channel_sessions"] = int(seen.channel_sessions[row])
     if record.get("per_minute") is not None:
         features["per_minute"] = record["per_minute"]
-    return Verdict(session_id=session_id, score=score, action=action, reasons=tuple(reasons), features=features)
+    return Verdict(session_id=session_id, run_id=run_id, score=score, action=action, reasons=tuple(reasons),
+                   features=features, decided_at=decided_at)

@@ -33,10 +33,9 @@ from typing import TYPE_CHECKING, Any
 
 from detection.scoring.config import DetectionConfig
 from detection.scoring.query import FEATURES, load_query
-from detection.scoring.verdicts import Verdict
 from edge.store import EdgeStore
 from edge.tokens import MAX_TTL_SECONDS
-from revocation.ledger.base import Ledger, Revocation
+from revocation.ledger.base import Ledger, Revocation, Verdict, run_id_for
 from revocation.publisher import Metric, PublishResult, publish, publish_summary, store_metrics
 from revocation.service import RunRevocations, revoke_run
 from revocation.token_expiry import token_expiry
@@ -134,11 +133,6 @@ def _window_minutes(value: Any) -> float:
     return float(value)
 
 
-def run_id_for(window_end: float) -> str:
-    """The run id of the window ending at ``window_end``: its end, to the second, in UTC."""
-    return datetime.fromtimestamp(math.floor(window_end), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def plan_run(
     now: float,
     *,
@@ -218,7 +212,8 @@ def score_features(
     """Score the per-session table of one window and cut the verdicts into pages (:func:`page_verdicts`)."""
     from detection.scoring.policy import score_sessions  # pandas: the score step's alone (see page_verdicts)
 
-    return page_verdicts(score_sessions(features, config), features, run_id=run_id, now=now, page_size=page_size)
+    result = score_sessions(features, config, run_id=run_id, decided_at=now)
+    return page_verdicts(result, features, run_id=run_id, now=now, page_size=page_size)
 
 
 def page_verdicts(
@@ -246,7 +241,7 @@ def page_verdicts(
             tokens[session_id] = list(listed or ())
     items = [
         {
-            "verdict": v.to_ledger(run_id, now).model_dump(mode="json"),
+            "verdict": v.model_dump(mode="json"),
             "token_exps": token_exps(tokens.get(v.session_id), now),
         }
         for v in verdicts

@@ -28,7 +28,8 @@ import re
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
-from enum import Enum
+from datetime import UTC, datetime
+from enum import Enum, StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
@@ -40,6 +41,7 @@ __all__ = [
     "REASON_CODE_PATTERN",
     "RUN_ID_PATTERN",
     "SESSION_ID_PATTERN",
+    "Action",
     "Ledger",
     "LedgerConflictError",
     "LedgerError",
@@ -54,6 +56,7 @@ __all__ = [
     "normalise_verdicts",
     "plain_json",
     "plan_revoke",
+    "run_id_for",
 ]
 
 SESSION_ID_PATTERN = SESSION_ID
@@ -61,10 +64,16 @@ REASON_CODE_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}\Z")
 """A reason code: lower-case letters, digits, ``_ . -``; no ``|`` (it separates expiry and reason in the store)."""
 RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}\Z")
 """A detection run (window) id, e.g. a Step Functions execution name or ``2026-01-01T12:05Z``."""
+
+
+def run_id_for(window_end: float) -> str:
+    """The run id of the window ending at ``window_end``: its end, to the second, in UTC."""
+    return datetime.fromtimestamp(math.floor(window_end), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 ACTOR_PATTERN = re.compile(r"^(auto|manual):[\x21-\x7e]{1,256}\Z")
 """Who revoked or lifted: ``auto:<run id>`` (the pipeline) or ``manual:<who>`` (an operator; IAM ARN, user name)."""
 
 MAX_SCORE_MAGNITUDE = 1e12
+MAX_REASON_DETAIL = 2000
 
 
 class LedgerError(Exception):
@@ -108,22 +117,43 @@ class _Model(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+class Action(StrEnum):
+    FLAG = "flag"  # for an operator to review; nothing happens at the edge
+    REVOKE = "revoke"  # the session id goes on the revocation list
+    MONITOR = "monitor"  # monitor mode: would have been revoked
+
+
 class Reason(_Model):
-    """Why a session was flagged: a stable code (for metrics and filters) and a human-readable detail."""
+    """Why a session was flagged: a stable code (for metrics and filters), a human-readable detail, and for the
+    policy's reasons what it added to the score, the values it saw and the thresholds it compared them with."""
 
     code: str = Field(min_length=1, max_length=64)
-    detail: str = Field("", max_length=2000)
+    detail: str = Field("", max_length=MAX_REASON_DETAIL)
+    weight: float = 0.0
+    values: dict[str, Any] = Field(default_factory=dict)
+    thresholds: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("values", "thresholds", mode="before")
+    @classmethod
+    def _plain(cls, value: Any) -> Any:
+        return plain_json(value) if isinstance(value, Mapping) else value
+
+    def to_dict(self) -> dict[str, Any]:
+        """The reason in ``detect``'s JSON."""
+        return {"code": self.code, "detail": self.detail, "weight": round(float(self.weight), 4),
+                "values": self.values, "thresholds": self.thresholds}
 
 
 class Verdict(_Model):
-    """A verdict as the ledger stores it: one session in one detection run (or one manual decision)."""
+    """What the policy decided about one session in one detection run (or what an operator decided by hand), as
+    ``detect`` prints it, the workflow pages it and the ledger stores it."""
 
     session_id: SessionId
     run_id: RunId
     score: float
     reasons: tuple[Reason, ...] = ()
     features: dict[str, Any] = Field(default_factory=dict)
-    action: Literal["flag", "revoke", "monitor"]
+    action: Action
     decided_at: Epoch
     source: Literal["auto", "manual"] = "auto"
 
@@ -146,6 +176,20 @@ class Verdict(_Model):
         if not isinstance(value, Mapping):
             return value
         return {str(k): plain_json(v) for k, v in value.items()}
+
+    @property
+    def codes(self) -> list[str]:
+        return [r.code for r in self.reasons]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The verdict in ``detect``'s JSON (the CLI contract): without the run and time it belongs to."""
+        return {
+            "session_id": self.session_id,
+            "score": round(float(self.score), 4),
+            "action": self.action.value,
+            "reasons": [r.to_dict() for r in self.reasons],
+            "features": self.features,
+        }
 
 
 class Revocation(_Model):

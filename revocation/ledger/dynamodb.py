@@ -291,7 +291,8 @@ class DynamoDbLedger(Ledger):
             "session_id": v.session_id,
             "run_id": v.run_id,
             "score": Decimal(repr(v.score)),
-            "reasons": [r.model_dump() for r in v.reasons],
+            # JSON like the features: the policy's reasons carry values and thresholds (floats DynamoDB refuses)
+            "reasons": json.dumps([r.model_dump(mode="json") for r in v.reasons], ensure_ascii=False, allow_nan=False),
             "features": json.dumps(v.features, ensure_ascii=False, sort_keys=True, allow_nan=False),
             "action": v.action,
             "decided_at": v.decided_at,
@@ -308,7 +309,7 @@ class DynamoDbLedger(Ledger):
             session_id=plain["session_id"],
             run_id=plain["run_id"],
             score=float(plain["score"]),
-            reasons=tuple(plain.get("reasons") or ()),
+            reasons=tuple(_reasons(plain.get("reasons"))),
             features=json.loads(plain.get("features") or "{}"),
             action=plain["action"],
             decided_at=int(plain["decided_at"]),
@@ -419,6 +420,13 @@ class DynamoDbLedger(Ledger):
 
 class _ConditionFailed(Exception):
     pass
+
+
+def _reasons(stored: Any) -> list[Any]:
+    """A verdict item's reasons: JSON text, or a list of maps as items written before the reasons had values."""
+    if isinstance(stored, str):
+        return list(json.loads(stored))
+    return list(stored or ())
 
 
 def _pk(session_id: str) -> str:

@@ -39,7 +39,7 @@ CREATE TABLE IF NOT EXISTS verdicts (
     session_id TEXT NOT NULL,
     run_id     TEXT NOT NULL,
     score      REAL NOT NULL,
-    reasons    TEXT NOT NULL,           -- JSON list of {code, detail}
+    reasons    TEXT NOT NULL,           -- JSON list of {code, detail, weight, values, thresholds}
     features   TEXT NOT NULL,           -- JSON object
     action     TEXT NOT NULL CHECK (action IN ('flag', 'revoke', 'monitor')),
     decided_at INTEGER NOT NULL,
@@ -109,7 +109,7 @@ class SqliteLedger(Ledger):
                         v.session_id,
                         v.run_id,
                         v.score,
-                        json.dumps([r.model_dump() for r in v.reasons], ensure_ascii=False),
+                        json.dumps([r.model_dump(mode="json") for r in v.reasons], ensure_ascii=False),
                         json.dumps(v.features, ensure_ascii=False, sort_keys=True, allow_nan=False),
                         v.action,
                         v.decided_at,

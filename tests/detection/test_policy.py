@@ -10,13 +10,14 @@ import pyarrow as pa
 import pytest
 
 from detection.scoring.config import ConfigError, DetectionConfig, PolicySettings
-from detection.scoring.policy import score_sessions
+from detection.scoring.policy import ALLOW_LISTED, MONITOR_MODE, score_sessions
 from detection.scoring.reasons import CODES as REASONS
 from detection.scoring.reasons import REASONS as RULES
 from detection.scoring.reasons import capital_distance_km
-from detection.scoring.verdicts import ALLOW_LISTED, MONITOR_MODE, Action
-from revocation.ledger.base import REASON_CODE_PATTERN
+from revocation.ledger.base import REASON_CODE_PATTERN, Action
 from revocation.ledger.base import Verdict as LedgerVerdict
+
+RUN_ID, DECIDED_AT = "2026-01-01T00:10:00Z", 1767226200
 
 M0 = 29_453_760  # the epoch minute of 2026-01-01T00:00Z
 
@@ -60,7 +61,7 @@ def sharing(session_id: str = "sharingsession0001", **values: Any) -> dict[str, 
 
 
 def verdicts(rows: list[dict[str, Any]], config: DetectionConfig | None = None) -> dict[str, Any]:
-    return {v.session_id: v for v in score_sessions(table(rows), config).verdicts}
+    return {v.session_id: v for v in score_sessions(table(rows), config, run_id=RUN_ID, decided_at=DECIDED_AT).verdicts}
 
 
 # -- configuration ----------------------------------------------------------------------------------------------------
@@ -110,14 +111,14 @@ def test_unreadable_config_file(tmp_path: Path) -> None:
 
 
 def test_ordinary_sessions_are_not_flagged_and_the_stats_say_so() -> None:
-    result = score_sessions(table(crowd(8)))
+    result = score_sessions(table(crowd(8)), run_id=RUN_ID, decided_at=DECIDED_AT)
     assert result.verdicts == []
     assert result.stats["sessions_scored"] == 8 and result.stats["revoked"] == 0 and result.stats["reasons"] == {}
 
 
 def test_empty_feature_table() -> None:
     rows = crowd(1)
-    result = score_sessions(table(rows).slice(0, 0))
+    result = score_sessions(table(rows).slice(0, 0), run_id=RUN_ID, decided_at=DECIDED_AT)
     assert result.verdicts == [] and result.stats["sessions"] == 0
 
 
@@ -148,7 +149,7 @@ def test_thresholds_are_inclusive_and_need_the_minutes() -> None:
 
 
 def test_sessions_with_too_few_requests_are_not_scored() -> None:
-    result = score_sessions(table(crowd() + [sharing(requests=5)]))
+    result = score_sessions(table(crowd() + [sharing(requests=5)]), run_id=RUN_ID, decided_at=DECIDED_AT)
     assert result.verdicts == [] and result.stats["sessions_scored"] == 5
 
 
@@ -223,8 +224,9 @@ def test_verdicts_serialise_for_the_cli_and_the_ledger() -> None:
     features = document["features"]
     assert features["asns"] == [3215, 3320] and features["distinct_asns"] == 2  # a list, and a count apart
     assert features["per_minute"][0]["countries"] == 2
-    record = v.to_ledger("2026-01-01T00:10Z", 1767226200)
-    assert isinstance(record, LedgerVerdict) and record.action == "revoke"
+    # one model: what detect prints is what the ledger stores, with the run and time it belongs to
+    assert isinstance(v, LedgerVerdict) and (v.run_id, v.decided_at, v.action) == (RUN_ID, DECIDED_AT, "revoke")
+    assert LedgerVerdict.model_validate(v.model_dump(mode="json")) == v
     assert all(REASON_CODE_PATTERN.match(code) for code in [*REASONS, ALLOW_LISTED, MONITOR_MODE])
 
 

@@ -15,7 +15,7 @@ import pytest
 
 from detection.detect import detect
 from detection.scoring.reasons import CODES as REASONS
-from detection.scoring.verdicts import Action
+from revocation.ledger.base import Action
 from tools.scenarios import RENDITIONS, Viewer, playback, request, session_token, write_firehose
 
 T0 = 1_767_225_600  # 2026-01-01T00:00:00Z

@@ -3,11 +3,12 @@ that hold against a concurrent writer (moto)."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
 
-from revocation.ledger import LedgerConflictError, LedgerError, RevokeOutcome
+from revocation.ledger import LedgerConflictError, LedgerError, Reason, RevokeOutcome
 from revocation.ledger.dynamodb import (
     DEFAULT_RETENTION_SECONDS,
     GSI_NAME,
@@ -58,7 +59,7 @@ def test_item_layout_ttl_and_sparse_index(dynamodb: Any, table_name: str, ledger
     r = items[(f"SESSION#{sid(1)}", "REVOCATION")]
     assert v["ttl"] == {"N": str(NOW + DEFAULT_RETENTION_SECONDS)}
     assert v["gsi1pk"] == {"S": "FLAGGED#2026-01-01"}
-    assert v["reasons"]["L"][0]["M"]["code"] == {"S": "concurrent-ips"}
+    assert json.loads(v["reasons"]["S"])[0]["code"] == "concurrent-ips"  # JSON text, like the features
     assert r["ttl"] == {"N": str(NOW + HOUR + DEFAULT_RETENTION_SECONDS)}
     assert (r["gsi1pk"], r["gsi1sk"]) == ({"S": "REVOKED"}, {"S": f"{NOW + HOUR:012d}#{sid(1)}"})
     ledger.revoke(sid(1), "auto", NOW + 2 * HOUR, "auto:run-2", now=NOW)
@@ -70,6 +71,21 @@ def test_item_layout_ttl_and_sparse_index(dynamodb: Any, table_name: str, ledger
     assert "gsi1pk" not in r and "gsi1sk" not in r  # out of the active index
     index = dynamodb.scan(TableName=table_name, IndexName=GSI_NAME)["Items"]
     assert all(i["gsi1pk"]["S"] != "REVOKED" for i in index)
+
+
+def test_verdicts_keep_their_reasons_values_and_read_items_written_before_they_had_any(
+    dynamodb: Any, table_name: str, ledger: DynamoDbLedger
+) -> None:
+    reason = Reason(code="playback_rate", detail="2.5x real time", weight=1.0, values={"speed": 2.5},
+                    thresholds={"min_speed": 2.0})
+    ledger.record_verdicts("run-1", [verdict(sid(1)).model_copy(update={"reasons": (reason,)})])
+    (stored,) = ledger.get(sid(1)).verdicts
+    assert stored.reasons == (reason,)
+    older = {"code": {"S": "concurrent-ips"}, "detail": {"S": "3 addresses"}}
+    dynamodb.update_item(TableName=table_name, Key={"pk": {"S": f"SESSION#{sid(1)}"}, "sk": {"S": "VERDICT#run-1"}},
+                         UpdateExpression="SET reasons = :r", ExpressionAttributeValues={":r": {"L": [{"M": older}]}})
+    (stored,) = ledger.get(sid(1)).verdicts
+    assert stored.reasons == (Reason(code="concurrent-ips", detail="3 addresses"),)
 
 
 def test_an_extension_never_loses_to_a_racing_longer_one(ledger: DynamoDbLedger, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -75,7 +75,9 @@ def test_flagged_lists_reasons(paths: dict[str, str], capsys: pytest.CaptureFixt
                        capsys)
     verdicts = json.loads(out)["verdicts"]
     assert code == 0 and [v["session_id"] for v in verdicts] == [sid(1)]
-    assert verdicts[0]["reasons"][0] == {"code": "concurrent-ips", "detail": "7 IPs in 5 minutes"}
+    reason = verdicts[0]["reasons"][0]
+    assert (reason["code"], reason["detail"]) == ("concurrent-ips", "7 IPs in 5 minutes")
+    assert {"weight", "values", "thresholds"} <= set(reason)  # what the policy saw, kept with the verdict
     code, out, _ = run(["flagged", "--ledger", paths["ledger"], "--now", str(NOW)], capsys)  # last 24 hours
     assert code == 0 and sid(1) in out and sid(2) in out and "concurrent-ips: 7 IPs in 5 minutes" in out
 

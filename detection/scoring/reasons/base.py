@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, Field
 
-from detection.scoring.verdicts import Reason
+from revocation.ledger.base import MAX_REASON_DETAIL, Reason
 
 T = TypeVar("T")
 
@@ -136,3 +136,8 @@ class ReasonRule(ABC):
     @abstractmethod
     def explain(self, record: Mapping[str, Any], row: int, section: Any, fired: Fired) -> Reason:
         """Why it fired for one session: a sentence, the values it saw and the thresholds it compared them with."""
+
+    def reason(self, detail: str, weight: float, values: Mapping[str, Any], thresholds: Mapping[str, Any]) -> Reason:
+        """This reason's :class:`Reason` (a detail longer than the ledger keeps is cut)."""
+        return Reason(code=self.code, detail=detail[:MAX_REASON_DETAIL], weight=weight, values=dict(values),
+                      thresholds=dict(thresholds))

@@ -9,7 +9,7 @@ import numpy as np
 from pydantic import Field
 
 from detection.scoring.reasons.base import Fired, ReasonRule, Section, SessionTable, worst_minute
-from detection.scoring.verdicts import Reason
+from revocation.ledger.base import Reason
 
 
 class CountriesAtOnceSection(Section):
@@ -38,7 +38,7 @@ class CountriesAtOnce(ReasonRule):
                       "many_countries": section.many_countries}  # fmt: skip
         detail = (f"served in {values['max_countries_per_minute']} countries in the same minute, {values['minutes']} "
                   f"minutes with {section.min_countries}+ countries ({', '.join(record.get('countries') or [])})")
-        return Reason(self.code, detail, section.weight, values, thresholds)
+        return self.reason(detail, section.weight, values, thresholds)
 
 
 class NetworksAtOnceSection(Section):
@@ -63,7 +63,7 @@ class NetworksAtOnce(ReasonRule):
         thresholds = {"min_asns": section.min_asns, "min_minutes": section.min_minutes}
         detail = (f"{values['max_asns_per_minute']} networks (ASNs) at once; {values['minutes']} minutes with "
                   f"{section.min_asns}+")
-        return Reason(self.code, detail, section.weight, values, thresholds)
+        return self.reason(detail, section.weight, values, thresholds)
 
 
 class AddressesAtOnceSection(Section):
@@ -88,7 +88,7 @@ class AddressesAtOnce(ReasonRule):
         thresholds = {"min_prefixes": section.min_prefixes, "min_minutes": section.min_minutes}
         detail = (f"{values['max_prefixes_per_minute']} address prefixes at once; {values['minutes']} minutes with "
                   f"{section.min_prefixes}+")
-        return Reason(self.code, detail, section.weight, values, thresholds)
+        return self.reason(detail, section.weight, values, thresholds)
 
 
 class DevicesAtOnceSection(Section):
@@ -121,7 +121,7 @@ class DevicesAtOnce(ReasonRule):
                       "min_minutes": section.min_minutes, "min_user_agents": section.min_user_agents}
         detail = (f"{values['distinct_user_agents']} different players (user agents) on {section.min_prefixes}+ "
                   f"addresses in {section.min_asns}+ networks at once, {values['minutes']} minutes")
-        return Reason(self.code, detail, section.weight, values, thresholds)
+        return self.reason(detail, section.weight, values, thresholds)
 
 
 class SharedSegmentsSection(Section):
@@ -154,7 +154,7 @@ class SharedSegments(ReasonRule):
         detail = (f"the same segments fetched from several addresses: {values['shared_segments']} extra fetches of "
                   f"{values['segments']}, {values['minutes']} minutes over {section.min_share:.0%} of the minute's "
                   f"segments")
-        return Reason(self.code, detail, section.weight, values, thresholds)
+        return self.reason(detail, section.weight, values, thresholds)
 
 
 class RenditionsAtOnceSection(Section):
@@ -179,7 +179,7 @@ class RenditionsAtOnce(ReasonRule):
         thresholds = {"min_renditions": section.min_renditions, "min_minutes": section.min_minutes}
         detail = (f"one address fetched each segment in {values['max_renditions_at_once']} renditions; "
                   f"{values['minutes']} minutes with {section.min_renditions}+")
-        return Reason(self.code, detail, section.weight, values, thresholds)
+        return self.reason(detail, section.weight, values, thresholds)
 
 
 class ChannelsAtOnceSection(Section):
@@ -200,4 +200,4 @@ class ChannelsAtOnce(ReasonRule):
         values = {"minutes": record.get("channels_apart_minutes"), "channels": record.get("channels")}
         detail = (f"different channels played at once from different places in {values['minutes']} minutes "
                   f"({', '.join(record.get('channels') or [])})")
-        return Reason(self.code, detail, section.weight, values, {"min_minutes": section.min_minutes})
+        return self.reason(detail, section.weight, values, {"min_minutes": section.min_minutes})

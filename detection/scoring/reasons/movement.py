@@ -12,7 +12,7 @@ import pyarrow as pa
 from pydantic import Field
 
 from detection.scoring.reasons.base import Fired, ReasonRule, Section, SessionTable
-from detection.scoring.verdicts import Reason
+from revocation.ledger.base import Reason
 
 # Capital cities (lat, lon) by ISO 3166 code: a country's position for the travel rule.
 _CAPITALS: dict[str, tuple[float, float]] = {
@@ -110,7 +110,7 @@ class ImpossibleTravel(ReasonRule):
                       "min_requests": section.min_requests}
         detail = (f"moved {move['from']} -> {move['to']} ({move['km']} km) in {move['seconds']} s: "
                   f"{move['speed_kmh']} km/h")
-        return Reason(self.code, detail, section.weight, dict(move), thresholds)
+        return self.reason(detail, section.weight, dict(move), thresholds)
 
 
 class RotatingAddressesSection(Section):
@@ -146,4 +146,4 @@ class RotatingAddresses(ReasonRule):
                   f"{values['max_prefixes_per_minute']} in one minute"
                   + (" (one network: weight reduced)" if single else ""))
         weight = section.single_network_weight if single else section.weight
-        return Reason(self.code, detail, weight, values, thresholds)
+        return self.reason(detail, weight, values, thresholds)

@@ -12,7 +12,7 @@ import pandas as pd
 from pydantic import Field
 
 from detection.scoring.reasons.base import Fired, ReasonRule, Section, SessionTable
-from detection.scoring.verdicts import Reason
+from revocation.ledger.base import Reason
 
 
 class PlaybackRateSection(Section):
@@ -165,4 +165,4 @@ class PlaybackRate(ReasonRule):
                  f"{60 / section.fallback_segment_seconds:g} assumed (nobody else plays {values['channel']})")
         detail = (f"{values['speed']}x real-time playback: {values['segments_per_minute']} segments per minute "
                   f"against {basis}")
-        return Reason(self.code, detail, section.weight, values, thresholds)
+        return self.reason(detail, section.weight, values, thresholds)

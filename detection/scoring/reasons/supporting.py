@@ -12,7 +12,7 @@ import pyarrow.compute as pc
 from pydantic import Field, field_validator
 
 from detection.scoring.reasons.base import Fired, ReasonRule, Section, SessionTable
-from detection.scoring.verdicts import Reason
+from revocation.ledger.base import Reason
 
 #: Cloud and hosting networks where restreaming servers usually run (supporting evidence only: VPNs and some
 #: legitimate set-top services egress there too).
@@ -75,7 +75,7 @@ class HostingNetwork(ReasonRule):
     def explain(self, record: Mapping[str, Any], row: int, section: Any, fired: Fired) -> Reason:
         listed = sorted(set(record.get("asns") or ()) & set(section.asns))
         detail = "served to a hosting/cloud network " + ", ".join(f"AS{a}" for a in listed)
-        return Reason(self.code, detail, section.weight, {"asns": listed}, {})
+        return self.reason(detail, section.weight, {"asns": listed}, {})
 
 
 class ToolUserAgentSection(Section):
@@ -109,4 +109,4 @@ class ToolUserAgent(ReasonRule):
     def explain(self, record: Mapping[str, Any], row: int, section: Any, fired: Fired) -> Reason:
         agents = [ua for ua in (record.get("user_agents") or []) if any(x in ua.lower() for x in section.fragments)]
         detail = "download/restream tool user agent: " + "; ".join(a[:80] for a in agents[:3])
-        return Reason(self.code, detail, section.weight, {"user_agents": agents[:5]}, {})
+        return self.reason(detail, section.weight, {"user_agents": agents[:5]}, {})
