@@ -22,7 +22,6 @@ Configuration (environment, parsed once per execution environment by :class:`Iss
 Never logged or traced: key material, tokens, tokenized URLs (the handler's response is not captured by the tracer).
 """
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 from http import HTTPStatus
@@ -33,8 +32,9 @@ from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, model_validator
 
+from core.http_request import BadRequestBody, iam_caller, parse_json_body
 from core.lambda_support import ConfigurationError, LambdaSettings, error_response, json_response, powertools
 from edge.issuing import (
     InvalidIssueRequest,
@@ -65,7 +65,7 @@ DEFAULT_SERVICE = "media-shield"
 
 obs = powertools(DEFAULT_SERVICE)
 SERVICE, logger, metrics, tracer = obs.service, obs.logger, obs.metrics, obs.tracer
-# Request bodies are validated by IssueRequest itself (parse_request), not by the resolver's enable_validation:
+# Request bodies are validated by IssueRequest itself (core.http_request), not by the resolver's enable_validation:
 # that one accepts a JSON array as its first element (form-data semantics), and a body must be one JSON object.
 app = APIGatewayHttpResolver()
 
@@ -145,36 +145,6 @@ def runtime() -> IssuerRuntime:
 # The route.
 
 
-class BadRequestBody(Exception):
-    """The body is not one JSON object matching :class:`IssueRequest` (400), or not JSON at all (415)."""
-
-    def __init__(self, status: HTTPStatus, reason: str, message: str, details: list[dict[str, str]] | None = None):
-        super().__init__(message)
-        self.status, self.reason, self.message, self.details = status, reason, message, details
-
-
-def parse_request(body: str | None, content_type: str | None) -> IssueRequest:
-    """Validate the request body (already base64-decoded) against :class:`IssueRequest`."""
-    media_type = (content_type or "").split(";", 1)[0].strip().lower()
-    if media_type and media_type != "application/json" and not media_type.endswith("+json"):
-        raise BadRequestBody(
-            HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type", "send the request body as application/json"
-        )
-    if not body or not body.strip():
-        raise BadRequestBody(
-            HTTPStatus.BAD_REQUEST, "invalid-request", "the request body is required: a JSON object with asset_url"
-        )
-    try:
-        return IssueRequest.model_validate_json(body)
-    except ValidationError as exc:
-        details = [_describe_error(error) for error in exc.errors(include_url=False)]
-        if any(error["type"] == "json_invalid" for error in exc.errors()):
-            message = "the request body is not valid JSON"
-        else:
-            message = "; ".join(f"{d['field']}: {d['message']}" if d["field"] else d["message"] for d in details)
-        raise BadRequestBody(HTTPStatus.BAD_REQUEST, "invalid-request", message, details) from None
-
-
 @app.post("/tokens")
 def create_token() -> Response:
     # Not wrapped in tracer.capture_method: rejections are exceptions here, and that decorator logs each one with a
@@ -182,11 +152,7 @@ def create_token() -> Response:
     # KeyValueStore) get their own subsegments from the tracer's automatic patching.
     rt = runtime()
     event = app.current_event
-    try:
-        body = event.decoded_body
-    except ValueError:  # bad base64 (binascii.Error) or not UTF-8 (UnicodeDecodeError)
-        raise BadRequestBody(HTTPStatus.BAD_REQUEST, "invalid-request", "the request body is not UTF-8 JSON") from None
-    request = parse_request(body, event.headers.get("content-type"))
+    request = parse_json_body(event, IssueRequest, required="a JSON object with asset_url")
     viewer = viewer_from_request(event.headers, event.request_context.http.source_ip)
     issued = issue(request, viewer, rt.keys, rt.store, rt.policy)
     metrics.add_metric(name="TokensIssued", unit=MetricUnit.Count, value=1)
@@ -199,7 +165,7 @@ def create_token() -> Response:
             "kid": issued.kid,
             "expires_at": issued.expires_at,
             "bind": request.bind,
-            "caller": _caller(event.raw_event),
+            "caller": iam_caller(event.raw_event),
         },
     )
     return json_response(HTTPStatus.CREATED, issued.to_dict())
@@ -225,7 +191,7 @@ def _reject(status: HTTPStatus, reason: str, message: str, *, detail: str | None
 @app.exception_handler(BadRequestBody)
 def _bad_body(exc: BadRequestBody) -> Response:
     extra = {"details": exc.details} if exc.details else {}
-    return _reject(exc.status, exc.reason, exc.message, **extra)
+    return _reject(exc.status, exc.code, exc.message, **extra)
 
 
 @app.exception_handler(InvalidIssueRequest)
@@ -274,24 +240,6 @@ def _not_found(exc: NotFoundError) -> Response:
 def _internal(exc: Exception) -> Response:
     logger.exception("unexpected error")
     return _reject(HTTPStatus.INTERNAL_SERVER_ERROR, "internal", "unexpected error; see the issuer's logs")
-
-
-def _describe_error(error: Mapping[str, Any]) -> dict[str, str]:
-    """A pydantic error without its input value: which field (dotted path), and what is wrong with it."""
-    return {
-        "field": ".".join(str(part) for part in error.get("loc", ())),
-        "message": _clean(str(error.get("msg", "invalid"))),
-    }
-
-
-def _clean(message: str) -> str:
-    return message.removeprefix("Value error, ")
-
-
-def _caller(event: Mapping[str, Any]) -> str | None:
-    """The IAM principal that signed the request (function URL / HTTP API with IAM auth), for the audit log."""
-    iam = ((event.get("requestContext") or {}).get("authorizer") or {}).get("iam") or {}
-    return iam.get("userArn") or iam.get("callerId")
 
 
 # ---------------------------------------------------------------------------------------------------------------

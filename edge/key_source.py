@@ -3,8 +3,9 @@
 Both hold the same JSON, ``{"kid": "...", "key": "<base64url>"}`` (what ``edge.keys.SigningKey.to_secret_json``
 writes), and both offer one call, :meth:`KeySource.current`, which returns the key to sign new tokens with.
 
-* :class:`SecretsManagerKeySource` reads the secret's ``AWSCURRENT`` version and keeps it for ``cache_seconds``, so a
-  rotation (which moves ``AWSCURRENT`` to the new version) is picked up within that time. The rotation publishes
+* :class:`SecretsManagerKeySource` reads the secret's ``AWSCURRENT`` version (Powertools' parameters utility) and
+  keeps it for ``cache_seconds``, so a rotation (which moves ``AWSCURRENT`` to the new version) is picked up within
+  that time. The rotation publishes
   ``k:<new kid>`` to the edge store before it promotes the new version, and keeps the old key there until every
   token signed with it has expired, so signing with a key up to ``cache_seconds`` old is always safe.
 * :class:`FileKeySource` reads a local file and reads it again whenever the file changes (``python -m rotation
@@ -16,13 +17,15 @@ This is the only module that talks to Secrets Manager. Errors never contain key 
 
 from __future__ import annotations
 
+import math
 import os
 import threading
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
+from aws_lambda_powertools.utilities.parameters import SecretsProvider
+from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
 from botocore.exceptions import BotoCoreError, ClientError
 
 from core.aws import secretsmanager_client
@@ -74,19 +77,13 @@ def parse_secret_text(text: str, source: str) -> SigningKey:
 
 
 class SecretsManagerKeySource:
-    """The signing key in a Secrets Manager secret (its ``AWSCURRENT`` version), cached for ``cache_seconds``.
+    """The signing key in a Secrets Manager secret (its ``AWSCURRENT`` version), read through Powertools' parameters
+    utility and kept for ``cache_seconds`` (its ``max_age``). A failed read is not cached: the next call tries again.
 
-    ``client`` is a boto3 ``secretsmanager`` client (one is made on first use if not given); ``clock`` is the
-    monotonic clock the cache runs on (injectable for tests). A failed read is not cached: the next call tries again.
+    ``client`` is a boto3 ``secretsmanager`` client (one in the secret's region is made on first use if not given).
     """
 
-    def __init__(
-        self,
-        secret_id: str,
-        client: Any = None,
-        cache_seconds: float = DEFAULT_CACHE_SECONDS,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
+    def __init__(self, secret_id: str, client: Any = None, cache_seconds: float = DEFAULT_CACHE_SECONDS) -> None:
         if not secret_id:
             raise KeySourceConfigError("the signing secret id (name or ARN) must not be empty")
         if cache_seconds < 0:
@@ -94,54 +91,44 @@ class SecretsManagerKeySource:
         self.secret_id = secret_id
         self.cache_seconds = cache_seconds
         self._client = client
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._cached: SigningKey | None = None
-        self._fresh_until = float("-inf")
-        self.version_id: str | None = None
+        self._provider: SecretsProvider | None = None
 
     def __repr__(self) -> str:
         return f"SecretsManagerKeySource({self.secret_id!r})"
 
     @property
-    def client(self) -> Any:
-        if self._client is None:
-            self._client = secretsmanager_client(self.secret_id)
-        return self._client
+    def provider(self) -> SecretsProvider:
+        if self._provider is None:
+            self._provider = SecretsProvider(boto3_client=self._client or secretsmanager_client(self.secret_id))
+        return self._provider
 
     def current(self) -> SigningKey:
-        with self._lock:
-            now = self._clock()
-            if self._cached is not None and now < self._fresh_until:
-                return self._cached
-            key, version_id = self._fetch()
-            self._cached, self.version_id = key, version_id
-            self._fresh_until = now + self.cache_seconds
-            return key
-
-    def invalidate(self) -> None:
-        """Forget the cached key, so the next :meth:`current` reads the secret again."""
-        with self._lock:
-            self._cached = None
-            self._fresh_until = float("-inf")
-
-    def _fetch(self) -> tuple[SigningKey, str | None]:
         where = f"signing secret {self.secret_id!r}"
         try:
             # VersionStage explicitly: the key to sign with is AWSCURRENT, never AWSPENDING mid-rotation.
-            response = self.client.get_secret_value(SecretId=self.secret_id, VersionStage="AWSCURRENT")
-        except ClientError as exc:
-            error = exc.response.get("Error", {})
-            code, message = str(error.get("Code", "")), str(error.get("Message", "")) or "(no message)"
-            if code == "ResourceNotFoundException":
-                raise SigningKeyMissingError(f"{where} (AWSCURRENT) not found: {message}") from None
-            raise KeySourceError(f"cannot read {where}: {code}: {message}") from None
-        except BotoCoreError as exc:
-            raise KeySourceError(f"cannot read {where}: {type(exc).__name__}: {exc}") from None
-        text = response.get("SecretString")
+            text = self.provider.get(self.secret_id, max_age=math.ceil(self.cache_seconds), VersionStage="AWSCURRENT")
+        except GetParameterError as exc:
+            raise _read_error(where, exc) from None
         if not isinstance(text, str):
             raise SigningKeyMalformedError(f"{where} has no SecretString (binary secret?); it must be {SECRET_SHAPE}")
-        return parse_secret_text(text, where), response.get("VersionId")
+        return parse_secret_text(text, where)
+
+    def invalidate(self) -> None:
+        """Forget the cached key, so the next :meth:`current` reads the secret again."""
+        self.provider.clear_cache()
+
+
+def _read_error(where: str, exc: GetParameterError) -> KeySourceError:
+    """What a failed read means: the SDK's error is the context Powertools raised its own in."""
+    cause = exc.__context__
+    if isinstance(cause, ClientError):
+        error = cause.response.get("Error", {})
+        code, message = str(error.get("Code", "")), str(error.get("Message", "")) or "(no message)"
+        if code == "ResourceNotFoundException":
+            return SigningKeyMissingError(f"{where} (AWSCURRENT) not found: {message}")
+        return KeySourceError(f"cannot read {where}: {code}: {message}")
+    detail = f"{type(cause).__name__}: {cause}" if isinstance(cause, BotoCoreError) else str(exc)
+    return KeySourceError(f"cannot read {where}: {detail}")
 
 
 class FileKeySource:

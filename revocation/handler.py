@@ -31,7 +31,6 @@ Metrics: ``ManualRevocations``, ``ManualLifts``, ``EdgeStoreUtilization`` (perce
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 from http import HTTPStatus
@@ -42,8 +41,9 @@ from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
+from core.http_request import BadRequestBody, iam_caller, parse_json_body
 from core.lambda_support import ConfigurationError, LambdaSettings, error_response, json_response, powertools
 from edge.store import EdgeStore, open_store
 from revocation.ledger import Ledger, LedgerError, open_ledger_setting
@@ -119,39 +119,9 @@ class RevokeBody(BaseModel):
     force: StrictBool = False
 
 
-class BadRequest(Exception):
-    def __init__(self, status: HTTPStatus, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
-
-
-def parse_body(body: str | None, content_type: str | None) -> RevokeBody:
-    media_type = (content_type or "").split(";", 1)[0].strip().lower()
-    if media_type and media_type != "application/json" and not media_type.endswith("+json"):
-        raise BadRequest(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type", "send application/json")
-    if not body or not body.strip():
-        raise BadRequest(
-            HTTPStatus.BAD_REQUEST,
-            "invalid-request",
-            'the body is required: {"session_id", "reason", "ttl_seconds" or "expires_at"}',
-        )
-    try:
-        return RevokeBody.model_validate_json(body)
-    except ValidationError as exc:
-        errors = exc.errors(include_url=False, include_input=False)
-        if any(e["type"] == "json_invalid" for e in errors):
-            message = "the body is not valid JSON"
-        else:
-            message = "; ".join(
-                f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in errors
-            )
-        raise BadRequest(HTTPStatus.BAD_REQUEST, "invalid-request", message) from None
-
-
-def _caller(event: Mapping[str, Any]) -> str:
-    iam = ((event.get("requestContext") or {}).get("authorizer") or {}).get("iam") or {}
-    who = iam.get("userArn") or iam.get("callerId")
-    return str(who) if who else "api-caller"
+def _caller() -> str:
+    """Who is asking: the IAM principal that signed the request (never a field of the body)."""
+    return iam_caller(app.current_event.raw_event) or "api-caller"
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -162,12 +132,8 @@ def _caller(event: Mapping[str, Any]) -> str:
 def create_revocation() -> Response:
     rt = runtime()
     event = app.current_event
-    try:
-        body = event.decoded_body
-    except ValueError:
-        raise BadRequest(HTTPStatus.BAD_REQUEST, "invalid-request", "the body is not UTF-8 JSON") from None
-    request = parse_body(body, event.headers.get("content-type"))
-    by = _caller(event.raw_event)
+    request = parse_json_body(event, RevokeBody, required='{"session_id", "reason", "ttl_seconds" or "expires_at"}')
+    by = _caller()
     result = revoke(
         rt.ledger,
         rt.store,
@@ -199,7 +165,7 @@ def create_revocation() -> Response:
 @app.delete("/revocations/<session_id>")
 def delete_revocation(session_id: str) -> Response:
     rt = runtime()
-    result = lift(rt.ledger, rt.store, session_id, by=_caller(app.current_event.raw_event))
+    result = lift(rt.ledger, rt.store, session_id, by=_caller())
     metrics.add_metric(name="ManualLifts", unit=MetricUnit.Count, value=1)
     logger.warning(
         "revocation lifted by hand",
@@ -275,8 +241,8 @@ _STATUS = {
 }
 
 
-@app.exception_handler(BadRequest)
-def _bad_request(exc: BadRequest) -> Response:
+@app.exception_handler(BadRequestBody)
+def _bad_request(exc: BadRequestBody) -> Response:
     return _error(exc.status, exc.code, exc.message)
 
 

@@ -25,6 +25,7 @@ from functools import cache
 from typing import Any, ClassVar, Literal
 
 from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.parser import parse
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -115,7 +116,7 @@ def secret_for(secret_id: str) -> SecretsManagerSecret:
 
 def run(event: Mapping[str, Any]) -> StepResult | None:
     """Validate, guard and run one step; ``None`` when the version is already AWSCURRENT (nothing to do)."""
-    request = RotationEvent.model_validate(event)
+    request = parse(event=event, model=RotationEvent)
     logger.append_keys(step=request.step, version_id=request.token)
     rt = runtime()
     secret = secret_for(request.secret_id)

@@ -49,10 +49,17 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from functools import cache
-from typing import Any
+from typing import Any, Literal
 
 from aws_lambda_powertools import single_metric
 from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.data_classes import (
+    KinesisFirehoseDataTransformationRecord,
+    KinesisFirehoseDataTransformationResponse,
+    KinesisFirehoseEvent,
+    event_source,
+)
+from aws_lambda_powertools.utilities.data_classes.kinesis_firehose_event import KinesisFirehoseRecord
 
 from core.lambda_support import powertools
 from detection.logs.schema import DETECTION_FIELDS, MAX_LINE_BYTES, NUMBER_SPACE, Field, parse_fields
@@ -204,42 +211,47 @@ def outcome_of(row: Mapping[str, Any]) -> str:
 
 @dataclass
 class TransformResult:
-    records: list[dict[str, str]]
+    response: KinesisFirehoseDataTransformationResponse = field(default_factory=KinesisFirehoseDataTransformationResponse)
     lines_ok: int = 0
     rejected: Counter[str] = field(default_factory=Counter)
     outcomes: Counter[str] = field(default_factory=Counter)
     examples: list[dict[str, str]] = field(default_factory=list)
+
+    @property
+    def records(self) -> list[dict[str, Any]]:
+        """The records of the answer to Firehose (``recordId``, ``result``, base64 ``data``)."""
+        return [record.asdict() for record in self.response.records]
+
+    def answer(self, record_id: str, result: Literal["Ok", "Dropped", "ProcessingFailed"], data: str) -> None:
+        self.response.add_record(KinesisFirehoseDataTransformationRecord(record_id=record_id, result=result, data=data))
 
 
 def _json_line(row: Mapping[str, Any]) -> bytes:
     return (json.dumps(row, ensure_ascii=False, separators=(",", ":"), allow_nan=False) + "\n").encode("utf-8")
 
 
-def transform_records(records: Iterable[Mapping[str, Any]], fields: Sequence[Field]) -> TransformResult:
+def transform_records(records: Iterable[KinesisFirehoseRecord], fields: Sequence[Field]) -> TransformResult:
     """Firehose records (``recordId``, base64 ``data``) -> Firehose results, plus counts."""
-    result = TransformResult(records=[])
+    result = TransformResult()
     for record in records:
-        record_id = record["recordId"]
         try:
-            data = base64.b64decode(record["data"], validate=True)
+            data = base64.b64decode(record.data, validate=True)
             rows = parse_record(data, fields)
         except (binascii.Error, LineError) as exc:
             kind = exc.kind if isinstance(exc, LineError) else "binary"
             result.rejected[kind] += 1
             if len(result.examples) < 5:
-                result.examples.append({"recordId": record_id, "kind": kind, "error": str(exc)[:200]})
-            result.records.append({"recordId": record_id, "result": "ProcessingFailed", "data": record["data"]})
+                result.examples.append({"recordId": record.record_id, "kind": kind, "error": str(exc)[:200]})
+            result.answer(record.record_id, "ProcessingFailed", record.data)
             continue
         if not rows:
-            result.records.append({"recordId": record_id, "result": "Dropped", "data": record["data"]})
+            result.answer(record.record_id, "Dropped", record.data)
             continue
         result.lines_ok += len(rows)
         for row in rows:
             result.outcomes[outcome_of(row)] += 1
         payload = b"".join(_json_line(row) for row in rows)
-        result.records.append(
-            {"recordId": record_id, "result": "Ok", "data": base64.b64encode(payload).decode("ascii")}
-        )
+        result.answer(record.record_id, "Ok", base64.b64encode(payload).decode("ascii"))
     return result
 
 
@@ -258,9 +270,10 @@ NAMESPACE = metrics.namespace
 
 
 @metrics.log_metrics
-def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+@event_source(data_class=KinesisFirehoseEvent)
+def handler(event: KinesisFirehoseEvent, context: Any) -> dict[str, Any]:
     fields = configured_fields()
-    result = transform_records(event.get("records") or [], fields)
+    result = transform_records(event.records, fields)
     metrics.add_metric(name="LogRecordsParsed", unit=MetricUnit.Count, value=result.lines_ok)
     metrics.add_metric(name="LogRecordsRejected", unit=MetricUnit.Count, value=sum(result.rejected.values()))
     for outcome in OUTCOMES:
@@ -276,4 +289,4 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
             "log records rejected",
             extra={"rejected": dict(result.rejected), "examples": result.examples, "fields": [f.name for f in fields]},
         )
-    return {"records": result.records}
+    return result.response.asdict() if result.response.records else {"records": []}

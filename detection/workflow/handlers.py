@@ -36,6 +36,14 @@ from pydantic import Field
 
 from core.lambda_support import ConfigurationError, LambdaSettings, powertools
 from detection.scoring.config import DetectionConfig
+from detection.workflow.inputs import (
+    PrepareInput,
+    PublishInput,
+    RecordInput,
+    ReportInput,
+    ScoreInput,
+    parse_state,
+)
 from detection.workflow.run_files import RunFiles, open_run_files
 from detection.workflow.steps import (
     DEFAULT_PAGE_SIZE,
@@ -115,20 +123,6 @@ def _files(uri: str) -> RunFiles:
     return _run_files("s3://" if uri.startswith("s3://") else "")
 
 
-def _epoch(event: dict[str, Any], name: str) -> float:
-    value = event.get(name)
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise WorkflowInputError(f"{name} must be epoch seconds, not {value!r}")
-    return float(value)
-
-
-def _text(event: dict[str, Any], name: str) -> str:
-    value = event.get(name)
-    if not isinstance(value, str) or not value:
-        raise WorkflowInputError(f"{name} must be a non-empty string, not {value!r}")
-    return value
-
-
 # -- handlers ----------------------------------------------------------------------------------------------------
 
 
@@ -136,16 +130,14 @@ def _text(event: dict[str, Any], name: str) -> str:
 @tracer.capture_lambda_handler
 def prepare(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     settings = PrepareSettings.from_env()
-    execution_input = event.get("input") or {}
-    if not isinstance(execution_input, dict):
-        raise WorkflowInputError(f"the execution input must be a JSON object, not {execution_input!r}")
-    now = run_time(execution_input, event.get("started"))
+    state = parse_state(event, PrepareInput)
+    now = run_time(state.input, state.started)
     plan = plan_run(
         now,
-        window_minutes=execution_input.get("window_minutes", settings.window_minutes),
+        window_minutes=state.input.get("window_minutes", settings.window_minutes),
         table=f"{settings.glue_database}.{settings.glue_table}",
         results_uri=settings.results_uri,
-        execution=_text(event, "execution"),
+        execution=state.execution,
     )
     logger.info("run planned", extra={"run_id": plan.run_id, "window": [plan.window_start, plan.window_end]})
     return {
@@ -160,9 +152,8 @@ def prepare(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
 @tracer.capture_lambda_handler
 def score(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     settings = ScoreSettings.from_env()
-    plan = event.get("plan") or {}
-    run_id, now = _text(plan, "run_id"), _epoch(plan, "now")
-    features_uri, pages_uri = _text(plan, "destination"), _text(plan, "pages")
+    plan = parse_state(event, ScoreInput).plan
+    run_id, now, features_uri, pages_uri = plan.run_id, plan.now, plan.destination, plan.pages
     files = _files(features_uri)
     table = files.read_table(features_uri)
     if table is None or table.num_rows == 0:
@@ -194,7 +185,8 @@ def score(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
 @tracer.capture_lambda_handler
 def record(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     settings = LedgerSettings.from_env()
-    run_id, now, page_uri = _text(event, "run_id"), _epoch(event, "now"), _text(event, "page")
+    state = parse_state(event, RecordInput)
+    run_id, now, page_uri = state.run_id, state.now, state.page
     files = _files(page_uri)
     items = files.get_json(page_uri)
     if not isinstance(items, list):
@@ -209,7 +201,8 @@ def record(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
 @tracer.capture_lambda_handler
 def publish(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     settings = PublishSettings.from_env()
-    run_id, now, pages_uri = _text(event, "run_id"), _epoch(event, "now"), _text(event, "pages")
+    state = parse_state(event, PublishInput)
+    run_id, now, pages_uri = state.run_id, state.now, state.pages
     files = _files(pages_uri)
     fresh = [
         Revocation.model_validate(record)
@@ -227,16 +220,14 @@ def publish(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
 @metrics.log_metrics
 @logger.inject_lambda_context
 def report(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    outcome = event.get("outcome")
-    if outcome == "failed":
-        error = event.get("error") or {}
+    state = parse_state(event, ReportInput)
+    if state.outcome == "failed":
+        error = state.error
         metrics.add_metric(name="WorkflowFailures", unit=MetricUnit.Count, value=1)
         logger.error("detection run failed", extra={"error": error.get("Error"), "cause": error.get("Cause")})
         return {"outcome": "failed", "error": error.get("Error"), "cause": error.get("Cause")}
-    score_summary = event.get("score") or {}
-    published = event.get("published") or {}
-    pages = event.get("recorded") or []
-    emitted = run_metrics(score_summary, pages, published)
+    score_summary = state.score
+    emitted = run_metrics(score_summary, state.recorded, state.published)
     for metric in emitted:
         _emit(metric)
     summary = {m.name: m.value for m in emitted if not m.dimensions}

@@ -13,6 +13,7 @@ import pyarrow as pa
 import pyarrow.json as pa_json
 import pyarrow.parquet as pq
 import pytest
+from aws_lambda_powertools.utilities.data_classes import KinesisFirehoseEvent
 
 from detection.logs import firehose as ft
 from detection.logs.reader import MAX_LINE_BYTES, open_logs
@@ -180,7 +181,7 @@ def test_handler_answers_firehoses_record_contract(capsys: pytest.CaptureFixture
 def test_undecodable_record_fails_alone() -> None:
     event = _event([_line()])
     event["records"].append({"recordId": "broken", "data": "not base64!"})
-    result = ft.transform_records(event["records"], DETECTION_FIELDS)
+    result = ft.transform_records(KinesisFirehoseEvent(event).records, DETECTION_FIELDS)
     assert [r["result"] for r in result.records] == ["Ok", "ProcessingFailed"]
     assert result.rejected == {"binary": 1}
 
@@ -217,7 +218,7 @@ def test_firehose_path_gives_the_rows_the_local_reader_reads(tmp_path: Path) -> 
     converted = 0
     for source in sorted(tsv.rglob("*.gz")):
         lines = gzip.decompress(source.read_bytes()).splitlines(keepends=True)
-        result = ft.transform_records(_event(lines)["records"], DETECTION_FIELDS)
+        result = ft.transform_records(KinesisFirehoseEvent(_event(lines)).records, DETECTION_FIELDS)
         assert {r["result"] for r in result.records} == {"Ok"}
         payload = b"".join(base64.b64decode(r["data"]) for r in result.records)
         table = pa_json.read_json(pa.BufferReader(payload), parse_options=pa_json.ParseOptions(explicit_schema=schema,

@@ -15,6 +15,14 @@ from sqlglot import exp
 
 from core.lambda_support import ConfigurationError
 from detection.workflow import handlers as workflow_handler
+from detection.workflow.inputs import (
+    PrepareInput,
+    PublishInput,
+    RecordInput,
+    ReportInput,
+    ScoreInput,
+    parse_state,
+)
 from detection.workflow.run_files import LocalRunFiles, RunFilesError, S3RunFiles, open_run_files
 from detection.workflow.steps import (
     MAX_TOKENS_PER_SESSION,
@@ -192,3 +200,22 @@ def test_a_step_with_a_bad_environment_names_the_variable(monkeypatch: pytest.Mo
         workflow_handler.ScoreSettings.from_env().config()
     monkeypatch.setenv("DETECTION_CONFIG", '{"monitor": true}')
     assert workflow_handler.ScoreSettings.from_env().config().monitor is True
+
+
+@pytest.mark.parametrize(("model", "event", "problem"), [
+    (RecordInput, {"run_id": "r1", "now": True, "page": "s3://b/p.json"}, "now"),
+    (RecordInput, {"run_id": "r1", "now": "1767226200", "page": "s3://b/p.json"}, "now"),
+    (RecordInput, {"run_id": "", "now": NOW, "page": "s3://b/p.json"}, "run_id"),
+    (ScoreInput, {"plan": {"run_id": "r1", "now": NOW, "pages": "s3://b/p/"}}, "plan.destination"),
+    (PublishInput, {"run_id": "r1", "now": float("inf"), "pages": "s3://b/p/"}, "now"),
+    (ReportInput, {"outcome": "maybe"}, "outcome"),
+    (PrepareInput, {"input": [], "execution": "e"}, "input"),
+])
+def test_a_state_input_that_does_not_fit_names_the_field(model: Any, event: dict[str, Any], problem: str) -> None:
+    with pytest.raises(WorkflowInputError, match=f"{model.__name__}: {problem}"):
+        parse_state(event, model)
+
+
+def test_state_inputs_ignore_what_the_state_passes_beside_them() -> None:
+    state = parse_state({"run_id": "r1", "now": NOW, "page": "s3://b/p.json", "extra": 1}, RecordInput)
+    assert (state.run_id, state.now, state.page) == ("r1", NOW, "s3://b/p.json")
