@@ -10,7 +10,7 @@ The table sits between two marker comments in the markdown::
     <!-- END generated: parameters -->
 
 ``python -m tools.template_parameters`` rewrites the block in place; ``--check`` exits 1 when the document is
-stale (tests/infra/test_deploy_docs.py runs it). Like ``python -m tools.template_schema`` for the template.
+stale (tests/infra/unit/test_deploy_docs.py runs it). Like ``python -m tools.template_schema`` for the template.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ Each generated list sits between two marker comments in the template::
     # END generated: realtime-log-fields
 
 ``python -m tools.template_schema`` rewrites the blocks in place; ``--check`` exits 1 when the template is stale
-(tests/infra/test_template_pipeline.py runs it). Like ``python -m tools.template_inline`` for the function code.
+(tests/infra/integration/test_template_pipeline.py runs it). Like ``python -m tools.template_inline`` for the function code.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ so a record becomes the same row on AWS (Parquet read by Athena) and locally (TS
 One deliberate difference: a non-finite DOUBLE (``nan``, ``inf``) becomes NULL, because JSON (and so Firehose's
 conversion) has no such numbers; locally DuckDB keeps it. Either way the record falls out of every time window.
 
-``tests/infra/test_firehose_transform.py`` runs the same lines through this parser and through
+``tests/detection/integration/test_firehose_transform.py`` runs the same lines through this parser and through
 :func:`detection.logs.reader.open_logs` and checks they agree, so the two cannot drift apart unnoticed.
 
 Per Firehose record the result is ``Ok`` (the record's lines as concatenated JSON objects, which Firehose's OpenX

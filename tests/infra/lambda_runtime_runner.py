@@ -1,4 +1,4 @@
-"""Runs one Lambda handler the way the Python runtime does; started by tests/infra/test_lambda_runtime.py under an
+"""Runs one Lambda handler the way the Python runtime does; started by tests/infra/integration/test_lambda_runtime.py under an
 interpreter whose site-packages hold only the runtime's own SDK (boto3, botocore and their dependencies).
 
     python lambda_runtime_runner.py TASK_ROOT LAYER_DIR[:LAYER_DIR...] HANDLER EVENT.json RESULT.json

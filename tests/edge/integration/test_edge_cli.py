@@ -1,0 +1,91 @@
+"""`python -m edge sign | check | demo` end to end: real processes, the real function under node."""
+
+import json
+
+import pytest
+
+from edge.keys import generate_key
+from edge.store import LocalEdgeStore
+from tests.edge.helpers import run_edge
+
+pytestmark = pytest.mark.e2e
+NOW = "1767225600"
+
+
+@pytest.fixture()
+def published(tmp_path):
+    key = generate_key("cli1")
+    secret = tmp_path / "secret.json"
+    secret.write_text(key.to_secret_json())
+    raw = tmp_path / "raw.key"
+    raw.write_text(key.encoded)
+    store_path = tmp_path / "store.json"
+    LocalEdgeStore(store_path).put(key.store_key, key.encoded)
+    return secret, raw, store_path
+
+
+def sign(secret, *extra: str) -> str:
+    result = run_edge("sign", "--key-file", str(secret), "--now", NOW, *extra)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip().splitlines()[-1]
+
+
+def check(store_path, url: str, *extra: str):
+    result = run_edge("check", "--store", str(store_path), "--now", NOW, *extra, url)
+    return result.returncode, (json.loads(result.stdout) if result.stdout.strip() else None), result.stderr
+
+
+def test_sign_then_check_allow_and_deny(published) -> None:
+    secret, raw, store_path = published
+    url = sign(secret, "--session", "clisession0000001", "--path-prefix", "/live/ch1", "--bind-ip",
+               "2001:db8:1::/48", "https://cdn.example.com/live/ch1/master.m3u8")
+    assert url.startswith("https://cdn.example.com/clisession0000001.")
+    code, decision, _ = check(store_path, url, "--viewer-ip", "2001:0db8:0001:0000:0000:0000:0000:0042")
+    assert (code, decision) == (0, {"decision": "allow", "status": 200, "reason": "ok", "uri": "/live/ch1/master.m3u8"})
+    code, decision, _ = check(store_path, url, "--viewer-ip", "2001:db8:2::42")
+    assert code == 1 and decision["status"] == 403 and decision["reason"] == "binding"
+    LocalEdgeStore(store_path).put("r:clisession0000001", "1767229200|manual")
+    code, decision, _ = check(store_path, url, "--viewer-ip", "2001:db8:1::42")
+    assert code == 1 and decision["reason"] == "revoked"
+
+
+def test_raw_key_with_kid_and_header_binding(published) -> None:
+    secret, raw, store_path = published
+    url = sign(raw, "--kid", "cli1", "--bind-header", "X-Device:tv-1", "--bind-ua", "Player/2", "/vod/a.m3u8")
+    code, decision, _ = check(store_path, url, "--header", "x-device:tv-1", "--header", "User-Agent:Player/2")
+    assert code == 0 and decision["uri"] == "/vod/a.m3u8"
+    code, decision, _ = check(store_path, url, "--header", "x-device:tv-1")
+    assert code == 1 and decision["reason"] == "binding"
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["sign", "--key-file", "RAW", "/a"], "--kid"),
+        (["sign", "--key-file", "SECRET", "--session", "bad", "/a"], "session id"),
+        (["sign", "--key-file", "SECRET", "--bind-ip", "300.1.1.1", "/a"], "--bind-ip"),
+        (["sign", "--key-file", "SECRET", "--ttl", "0", "/a"], "ttl"),
+        (["sign", "--key-file", "MISSING", "/a"], "cannot read"),
+        (["check", "--store", "MISSING", "/x"], "does not exist"),
+        (["check", "--store", "STORE", "--header", "nocolon", "/x"], "NAME:VALUE"),
+        (["check", "--store", "CORRUPT", "/x"], ""),
+        (["check", "--store", "STORE", "relative/path"], "absolute URL"),
+    ],
+)
+def test_bad_input_exits_2_with_a_clear_message(published, tmp_path, args, message) -> None:
+    secret, raw, store_path = published
+    corrupt = tmp_path / "corrupt.json"
+    corrupt.write_text("{not json")
+    mapping = {"RAW": str(raw), "SECRET": str(secret), "MISSING": str(tmp_path / "nope"), "STORE": str(store_path),
+               "CORRUPT": str(corrupt)}
+    result = run_edge(*[mapping.get(a, a) for a in args])
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: ") and message in result.stderr
+    assert corrupt.read_text() == "{not json"  # bad input loses nothing
+
+
+def test_demo_runs(tmp_path) -> None:
+    result = run_edge("demo", "--workdir", str(tmp_path / "demo"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "demo passed" in result.stdout
+    assert result.stdout.count("403 revoked") == 2
