@@ -3,13 +3,25 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from pydantic import Field
 
 from detection.scoring.reasons.base import Fired, ReasonRule, Section, SessionTable, worst_minute
 from revocation.ledger.base import Reason
+
+
+class MinutesOverThreshold(ReasonRule):
+    """A reason that fires when one per-minute value (``minute_field``) reaches a threshold (the section's
+    ``threshold`` setting) in at least ``min_minutes`` minutes of the window."""
+
+    minute_field: ClassVar[str]
+    threshold: ClassVar[str]
+
+    def fire(self, table: SessionTable, section: Any, scored: np.ndarray) -> Fired:
+        minutes = table.minutes_where(table.per_minute(self.minute_field) >= getattr(section, self.threshold))
+        return Fired(minutes >= section.min_minutes, section.weight, {"minutes": minutes})
 
 
 class CountriesAtOnceSection(Section):
@@ -49,13 +61,10 @@ class NetworksAtOnceSection(Section):
     min_minutes: int = Field(2, ge=1, description="Minutes of the window with that many ASNs.")
 
 
-class NetworksAtOnce(ReasonRule):
+class NetworksAtOnce(MinutesOverThreshold):
     code = "networks_at_once"
     Section = NetworksAtOnceSection
-
-    def fire(self, table: SessionTable, section: Any, scored: np.ndarray) -> Fired:
-        minutes = table.minutes_where(table.per_minute("asns") >= section.min_asns)
-        return Fired(minutes >= section.min_minutes, section.weight, {"minutes": minutes})
+    minute_field, threshold = "asns", "min_asns"
 
     def explain(self, record: Mapping[str, Any], row: int, section: Any, fired: Fired) -> Reason:
         values = {"minutes": fired.value("minutes", row), "max_asns_per_minute": worst_minute(record, "asns"),
@@ -74,13 +83,10 @@ class AddressesAtOnceSection(Section):
     min_minutes: int = Field(2, ge=1, description="Minutes of the window with that many prefixes.")
 
 
-class AddressesAtOnce(ReasonRule):
+class AddressesAtOnce(MinutesOverThreshold):
     code = "addresses_at_once"
     Section = AddressesAtOnceSection
-
-    def fire(self, table: SessionTable, section: Any, scored: np.ndarray) -> Fired:
-        minutes = table.minutes_where(table.per_minute("prefixes") >= section.min_prefixes)
-        return Fired(minutes >= section.min_minutes, section.weight, {"minutes": minutes})
+    minute_field, threshold = "prefixes", "min_prefixes"
 
     def explain(self, record: Mapping[str, Any], row: int, section: Any, fired: Fired) -> Reason:
         values = {"minutes": fired.value("minutes", row), "max_prefixes_per_minute": worst_minute(record, "prefixes"),
@@ -165,13 +171,10 @@ class RenditionsAtOnceSection(Section):
     min_minutes: int = Field(2, ge=1, description="Minutes of the window like that.")
 
 
-class RenditionsAtOnce(ReasonRule):
+class RenditionsAtOnce(MinutesOverThreshold):
     code = "renditions_at_once"
     Section = RenditionsAtOnceSection
-
-    def fire(self, table: SessionTable, section: Any, scored: np.ndarray) -> Fired:
-        minutes = table.minutes_where(table.per_minute("renditions_at_once") >= section.min_renditions)
-        return Fired(minutes >= section.min_minutes, section.weight, {"minutes": minutes})
+    minute_field, threshold = "renditions_at_once", "min_renditions"
 
     def explain(self, record: Mapping[str, Any], row: int, section: Any, fired: Fired) -> Reason:
         values = {"minutes": fired.value("minutes", row),
