@@ -51,8 +51,14 @@ requests AS (
       SELECT
         ts, c_ip, asn, c_country, cs_user_agent, sc_bytes, sc_status,
         element_at(path, 2) AS token,
-        element_at(path, 3) AS channel,
-        element_at(path, -1) AS file,
+        -- decoded before anything is classified: seg_00042.t%73 is a segment (the origin decodes it too); a malformed
+        -- escape stays as it came, and only names holding a % pay for the decoding
+        CASE WHEN strpos(element_at(path, 3), '%') > 0
+             THEN coalesce(try(url_decode(element_at(path, 3))), element_at(path, 3))
+             ELSE element_at(path, 3) END AS channel,
+        CASE WHEN strpos(element_at(path, -1), '%') > 0
+             THEN coalesce(try(url_decode(element_at(path, -1))), element_at(path, -1))
+             ELSE element_at(path, -1) END AS file,
         cardinality(path) AS depth
       FROM windowed
     )

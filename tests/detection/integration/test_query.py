@@ -325,3 +325,24 @@ def test_the_same_records_in_any_order_give_the_same_features() -> None:
     runs = in_any_order(reqs)
     assert len(runs[0][SID]["country_cells"]) == 3
     assert all(run == runs[0] for run in runs[1:])
+
+
+def test_percent_encoded_names_are_decoded_before_they_are_classified() -> None:
+    """The function forwards what the viewer spelled and the origin decodes it: ``seg_00042.t%73`` is the segment
+    ``seg_00042.ts`` of ``ch01-news`` whoever spells it so, and a malformed escape is kept as it came."""
+    home = Viewer("198.51.100.7", asn=3320, country="DE")
+    plain = playback(SID, home, start=T0 + 10, duration=240)
+    other = "querysession00002"
+    spelled = []
+    for r in playback(other, home, start=T0 + 10, duration=240):
+        stem = r["cs_uri_stem"]
+        name = stem.rsplit("/", 1)[-1]
+        encoded = name[:-1] + "%" + format(ord(name[-1]), "02X")  # the last letter of the extension, escaped
+        spelled.append({**r, "cs_uri_stem": stem.replace("ch01-news", "ch01%2Dnews").rsplit("/", 1)[0] + "/" + encoded})
+    odd = request(other, "ch01-news/720p/seg_%zz.ts", timestamp=T0 + 200, viewer=home)
+    rows = features(logs_view(plain + spelled + [odd]))
+    expected, decoded = rows[SID], rows[other]
+    assert decoded["channels"] == expected["channels"] == ["ch01-news"]
+    assert decoded["main_channel"] == expected["main_channel"]
+    assert decoded["segments"] == expected["segments"] + 1  # the malformed escape still ends in .ts
+    assert decoded["requests"] == expected["requests"] + 1
