@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,12 +26,14 @@ import numpy as np
 import pyarrow as pa
 
 from detection.scoring.config import DetectionConfig
-from detection.scoring.reasons import REASONS, Fired, Playback, SessionTable, playback
+from detection.scoring.reasons import BY_CODE, REASONS, Evidence, Fired, Playback, SessionTable, playback
 from revocation.ledger.base import Action, Reason, Verdict
 
-__all__ = ["ALLOW_LISTED", "MONITOR_MODE", "PolicyResult", "score_sessions"]
+__all__ = ["ALLOW_LISTED", "MONITOR_MODE", "SEQUENCE_ONLY", "PolicyResult", "decide", "score_sessions"]
 
-#: Reason codes of the mode adjustments: an offender on an allow-list is flagged, in monitor mode "monitored".
+#: Reason codes of the adjustments: an offender with a sequence as its only evidence, or on an allow-list, is
+#: flagged; in monitor mode "monitored".
+SEQUENCE_ONLY = "sequence-only"
 ALLOW_LISTED = "allow-listed"
 MONITOR_MODE = "monitor-mode"
 
@@ -123,6 +125,32 @@ def score_sessions(
     return PolicyResult(verdicts=verdicts, stats=stats)
 
 
+def decide(
+    score: float, codes: Sequence[str], session_id: str, asns: Iterable[int], config: DetectionConfig
+) -> tuple[Action, list[Reason]]:
+    """The action for a session's score and the reasons that fired, and the reasons that adjusted it.
+
+    A score at ``revoke_score`` revokes only when a reason that fired is evidence of more than one player at once or
+    of a non-player client (:class:`~detection.scoring.reasons.Evidence`): a sequence alone is flagged for review.
+    Allow-listed sessions and networks are flagged rather than revoked; monitor mode monitors instead.
+    """
+    if score < config.revoke_score:
+        return Action.FLAG, []
+    if not any(BY_CODE[code].evidence.corroborates for code in codes):
+        shown = ", ".join(code for code in codes if BY_CODE[code].evidence is Evidence.SEQUENTIAL) or "none"
+        detail = (f"only sequential evidence ({shown}): flagged for review; revoking needs evidence of more than one "
+                  "player at once or of a client that is no player")
+        return Action.FLAG, [Reason(code=SEQUENCE_ONLY, detail=detail, values={"reasons": list(codes)})]
+    allow_asns = sorted(set(asns) & set(config.allow_asns))
+    if session_id in config.allow_sessions or allow_asns:
+        detail = "session is allow-listed" if session_id in config.allow_sessions else (
+            "used allow-listed network " + ", ".join(f"AS{a}" for a in allow_asns))
+        return Action.FLAG, [Reason(code=ALLOW_LISTED, detail=detail, values={"asns": allow_asns})]
+    if config.monitor:
+        return Action.MONITOR, [Reason(code=MONITOR_MODE, detail="monitor mode: would have been revoked")]
+    return Action.REVOKE, []
+
+
 def _verdict(
     record: dict[str, Any], row: int, score: float, config: DetectionConfig, fired: Mapping[str, Fired],
     seen: Playback, run_id: str, decided_at: float,
@@ -133,16 +161,8 @@ def _verdict(
         for reason in REASONS
         if reason.code in fired and fired[reason.code].mask[row]
     ]
-    allow_asns = sorted(set(record.get("asns") or ()) & set(config.allow_asns))
-    action = Action.REVOKE if score >= config.revoke_score else Action.FLAG
-    if action is Action.REVOKE and (session_id in config.allow_sessions or allow_asns):
-        action = Action.FLAG
-        detail = "session is allow-listed" if session_id in config.allow_sessions else (
-            "used allow-listed network " + ", ".join(f"AS{a}" for a in allow_asns))
-        reasons.append(Reason(code=ALLOW_LISTED, detail=detail, values={"asns": allow_asns}))
-    elif action is Action.REVOKE and config.monitor:
-        action = Action.MONITOR
-        reasons.append(Reason(code=MONITOR_MODE, detail="monitor mode: would have been revoked"))
+    action, adjustments = decide(score, [r.code for r in reasons], session_id, record.get("asns") or (), config)
+    reasons.extend(adjustments)
     features: dict[str, Any] = {name: record.get(name) for name in VERDICT_FEATURES if name in record}
     for name, limit in LIST_FEATURES.items():
         if name in record and record[name] is not None:

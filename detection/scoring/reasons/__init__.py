@@ -4,7 +4,7 @@ order a verdict lists them in; the config has one section per reason, named by i
 
 from __future__ import annotations
 
-from detection.scoring.reasons.base import Fired, ReasonRule, Section, SessionTable
+from detection.scoring.reasons.base import Evidence, Fired, ReasonRule, Section, SessionTable
 from detection.scoring.reasons.concurrent import (
     AddressesAtOnce,
     ChannelsAtOnce,
@@ -38,12 +38,15 @@ REASONS: tuple[ReasonRule, ...] = (
     ToolUserAgent(),
 )
 CODES: tuple[str, ...] = tuple(reason.code for reason in REASONS)
+BY_CODE: dict[str, ReasonRule] = {reason.code: reason for reason in REASONS}
 
 __all__ = [
+    "BY_CODE",
     "CODES",
     "DEFAULT_HOSTING_ASNS",
     "DEFAULT_TOOL_AGENTS",
     "REASONS",
+    "Evidence",
     "Fired",
     "Playback",
     "ReasonRule",

@@ -11,6 +11,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from functools import cached_property
 from typing import Any, ClassVar, TypeVar
 
@@ -22,6 +23,22 @@ from pydantic import BaseModel, ConfigDict, Field
 from revocation.ledger.base import MAX_REASON_DETAIL, Reason
 
 T = TypeVar("T")
+
+
+class Evidence(StrEnum):
+    """What a reason shows. Sharing is simultaneous use, so only evidence of more than one player at once, or of a
+    client that is no player, may revoke; a sequence alone (a country change, a series of addresses) may only flag
+    for review: one traveller, a relay or an in-flight network produces sequences too."""
+
+    CONCURRENT = "concurrent"  # more than one player at the same time: two places, one segment twice, too fast
+    DEVICE = "device"  # a client that is not a player (fetching every rendition of each segment)
+    SEQUENTIAL = "sequential"  # one place after another: never revokes on its own
+    SUPPORTING = "supporting"  # a weak hint (a hosting network, a tool's user agent): weight only
+
+    @property
+    def corroborates(self) -> bool:
+        """Whether the evidence can carry a revocation (with a score that reaches ``revoke_score``)."""
+        return self in (Evidence.CONCURRENT, Evidence.DEVICE)
 
 
 class Section(BaseModel):
@@ -128,6 +145,7 @@ class ReasonRule(ABC):
 
     code: ClassVar[str]
     Section: ClassVar[type[Section]]
+    evidence: ClassVar[Evidence]
 
     @abstractmethod
     def fire(self, table: SessionTable, section: Any, scored: np.ndarray) -> Fired:

@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 import numpy as np
 from pydantic import Field
 
-from detection.scoring.reasons.base import Fired, ReasonRule, Section, SessionTable, worst_minute
+from detection.scoring.reasons.base import Evidence, Fired, ReasonRule, Section, SessionTable, worst_minute
 from revocation.ledger.base import Reason
 
 
@@ -36,6 +36,7 @@ class CountriesAtOnceSection(Section):
 class CountriesAtOnce(ReasonRule):
     code = "countries_at_once"
     Section = CountriesAtOnceSection
+    evidence = Evidence.CONCURRENT
 
     def fire(self, table: SessionTable, section: Any, scored: np.ndarray) -> Fired:
         countries = table.per_minute("countries")
@@ -64,6 +65,7 @@ class NetworksAtOnceSection(Section):
 class NetworksAtOnce(MinutesOverThreshold):
     code = "networks_at_once"
     Section = NetworksAtOnceSection
+    evidence = Evidence.CONCURRENT
     minute_field, threshold = "asns", "min_asns"
 
     def explain(self, record: Mapping[str, Any], row: int, section: Any, fired: Fired) -> Reason:
@@ -86,6 +88,7 @@ class AddressesAtOnceSection(Section):
 class AddressesAtOnce(MinutesOverThreshold):
     code = "addresses_at_once"
     Section = AddressesAtOnceSection
+    evidence = Evidence.CONCURRENT
     minute_field, threshold = "prefixes", "min_prefixes"
 
     def explain(self, record: Mapping[str, Any], row: int, section: Any, fired: Fired) -> Reason:
@@ -112,6 +115,7 @@ class DevicesAtOnceSection(Section):
 class DevicesAtOnce(ReasonRule):
     code = "devices_at_once"
     Section = DevicesAtOnceSection
+    evidence = Evidence.CONCURRENT
 
     def fire(self, table: SessionTable, section: Any, scored: np.ndarray) -> Fired:
         spread = (table.per_minute("prefixes") >= section.min_prefixes) & (table.per_minute("asns") >= section.min_asns)
@@ -144,6 +148,7 @@ class SharedSegmentsSection(Section):
 class SharedSegments(ReasonRule):
     code = "shared_segments"
     Section = SharedSegmentsSection
+    evidence = Evidence.CONCURRENT
 
     def fire(self, table: SessionTable, section: Any, scored: np.ndarray) -> Fired:
         shared, segments = table.per_minute("shared_segments"), table.per_minute("segments")
@@ -174,6 +179,7 @@ class RenditionsAtOnceSection(Section):
 class RenditionsAtOnce(MinutesOverThreshold):
     code = "renditions_at_once"
     Section = RenditionsAtOnceSection
+    evidence = Evidence.DEVICE
     minute_field, threshold = "renditions_at_once", "min_renditions"
 
     def explain(self, record: Mapping[str, Any], row: int, section: Any, fired: Fired) -> Reason:
@@ -195,6 +201,7 @@ class ChannelsAtOnceSection(Section):
 class ChannelsAtOnce(ReasonRule):
     code = "channels_at_once"
     Section = ChannelsAtOnceSection
+    evidence = Evidence.CONCURRENT
 
     def fire(self, table: SessionTable, section: Any, scored: np.ndarray) -> Fired:
         return Fired(table.numbers("channels_apart_minutes") >= section.min_minutes, section.weight)

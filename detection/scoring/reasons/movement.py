@@ -11,7 +11,7 @@ import numpy as np
 import pyarrow as pa
 from pydantic import Field
 
-from detection.scoring.reasons.base import Fired, ReasonRule, Section, SessionTable
+from detection.scoring.reasons.base import Evidence, Fired, ReasonRule, Section, SessionTable
 from revocation.ledger.base import Reason
 
 # Capital cities (lat, lon) by ISO 3166 code: a country's position for the travel rule.
@@ -93,6 +93,7 @@ def fastest_move(cells: list[dict[str, Any]] | None, section: ImpossibleTravelSe
 class ImpossibleTravel(ReasonRule):
     code = "impossible_travel"
     Section = ImpossibleTravelSection
+    evidence = Evidence.SEQUENTIAL
 
     def fire(self, table: SessionTable, section: Any, scored: np.ndarray) -> Fired:
         moves = np.full(table.rows, None, dtype=object)
@@ -127,6 +128,7 @@ class RotatingAddressesSection(Section):
 class RotatingAddresses(ReasonRule):
     code = "rotating_addresses"
     Section = RotatingAddressesSection
+    evidence = Evidence.SEQUENTIAL
 
     def fire(self, table: SessionTable, section: Any, scored: np.ndarray) -> Fired:
         rotating = (table.numbers("distinct_prefixes") >= section.min_prefixes) & (

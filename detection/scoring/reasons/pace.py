@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 from pydantic import Field
 
-from detection.scoring.reasons.base import Fired, ReasonRule, Section, SessionTable
+from detection.scoring.reasons.base import Evidence, Fired, ReasonRule, Section, SessionTable
 from revocation.ledger.base import Reason
 
 
@@ -142,6 +142,7 @@ def _playback(table: SessionTable, section: PlaybackRateSection) -> Playback:
 class PlaybackRate(ReasonRule):
     code = "playback_rate"
     Section = PlaybackRateSection
+    evidence = Evidence.CONCURRENT
 
     def fire(self, table: SessionTable, section: Any, scored: np.ndarray) -> Fired:
         seen = playback(table, section)

@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import Field, field_validator
 
-from detection.scoring.reasons.base import Fired, ReasonRule, Section, SessionTable
+from detection.scoring.reasons.base import Evidence, Fired, ReasonRule, Section, SessionTable
 from revocation.ledger.base import Reason
 
 #: Cloud and hosting networks where restreaming servers usually run (supporting evidence only: VPNs and some
@@ -64,6 +64,7 @@ class HostingNetworkSection(Section):
 class HostingNetwork(ReasonRule):
     code = "hosting_network"
     Section = HostingNetworkSection
+    evidence = Evidence.SUPPORTING
 
     def fire(self, table: SessionTable, section: Any, scored: np.ndarray) -> Fired:
         listed = np.asarray(sorted(section.asns), dtype=np.int64)
@@ -93,6 +94,7 @@ class ToolUserAgentSection(Section):
 class ToolUserAgent(ReasonRule):
     code = "tool_user_agent"
     Section = ToolUserAgentSection
+    evidence = Evidence.SUPPORTING
 
     def fire(self, table: SessionTable, section: Any, scored: np.ndarray) -> Fired:
         fragments = section.fragments

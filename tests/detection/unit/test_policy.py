@@ -10,10 +10,10 @@ import pyarrow as pa
 import pytest
 
 from detection.scoring.config import ConfigError, DetectionConfig, PolicySettings
-from detection.scoring.policy import ALLOW_LISTED, MONITOR_MODE, score_sessions
+from detection.scoring.policy import ALLOW_LISTED, MONITOR_MODE, SEQUENCE_ONLY, decide, score_sessions
 from detection.scoring.reasons import CODES as REASONS
 from detection.scoring.reasons import REASONS as RULES
-from detection.scoring.reasons import capital_distance_km
+from detection.scoring.reasons import Evidence, capital_distance_km
 from revocation.ledger.base import REASON_CODE_PATTERN, Action
 from revocation.ledger.base import Verdict as LedgerVerdict
 
@@ -236,3 +236,36 @@ def test_the_config_has_one_section_per_registered_reason_in_the_registry_order(
     config = DetectionConfig()
     for rule in RULES:
         assert type(config.section(rule.code)) is rule.Section
+
+
+@pytest.mark.parametrize("rule", RULES, ids=[rule.code for rule in RULES])
+def test_a_reason_revokes_on_its_own_only_when_it_is_evidence_of_players_at_once(rule) -> None:
+    """Every reason, alone with a score far over ``revoke_score``: evidence of more than one player at once, or of a
+    client that is no player, revokes; a sequence (or a supporting hint) only flags, saying why."""
+    config = DetectionConfig()
+    action, adjustments = decide(5.0, [rule.code], "sessionaaaaaaaaa01", [], config)
+    if rule.evidence in (Evidence.CONCURRENT, Evidence.DEVICE):
+        assert (action, adjustments) == (Action.REVOKE, [])
+    else:
+        assert action is Action.FLAG and [r.code for r in adjustments] == [SEQUENCE_ONLY]
+        assert (rule.code in adjustments[0].detail) is (rule.evidence is Evidence.SEQUENTIAL)
+    # corroborated by any evidence of players at once, the same reason revokes
+    concurrent = next(r for r in RULES if r.evidence is Evidence.CONCURRENT)
+    assert decide(5.0, [rule.code, concurrent.code], "sessionaaaaaaaaa01", [], config)[0] is Action.REVOKE
+
+
+def test_the_evidence_classes_are_the_documented_ones() -> None:
+    by_class = {e: sorted(r.code for r in RULES if r.evidence is e) for e in Evidence}
+    assert by_class[Evidence.SEQUENTIAL] == ["impossible_travel", "rotating_addresses"]
+    assert by_class[Evidence.SUPPORTING] == ["hosting_network", "tool_user_agent"]
+    assert by_class[Evidence.DEVICE] == ["renditions_at_once"]
+
+
+def test_allow_lists_and_monitor_mode_apply_to_what_would_be_revoked() -> None:
+    code = "countries_at_once"
+    listed = DetectionConfig(allow_sessions=frozenset({"sessionaaaaaaaaa01"}), monitor=True)
+    action, (reason,) = decide(5.0, [code], "sessionaaaaaaaaa01", [], listed)
+    assert (action, reason.code) == (Action.FLAG, ALLOW_LISTED)
+    action, (reason,) = decide(5.0, [code], "sessionaaaaaaaaa02", [64500], listed)
+    assert (action, reason.code) == (Action.MONITOR, MONITOR_MODE)
+    assert decide(0.7, [code], "sessionaaaaaaaaa02", [], listed) == (Action.FLAG, [])
