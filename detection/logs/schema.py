@@ -167,7 +167,9 @@ FIELDS_BY_COLUMN: dict[str, Field] = {f.column: f for f in ALL_FIELDS}
 # (c-ip, c-ip-version, asn, c-country, x-edge-location), what was fetched and when (timestamp, cs-uri-stem, cs-method,
 # cs-host, sc-status, sc-bytes, range, time-to-first-byte, time-taken), who fetched it (cs-user-agent, cs-referer),
 # x-edge-request-id to drop the duplicates Kinesis/Firehose may deliver (at-least-once), x-edge-result-type for
-# cache context.
+# cache context, and the Common Media Client Data (CTA-5004) a player may send: its playback session id (several at
+# once on one token is evidence of several players that survives CGNAT), the content, its buffer and throughput.
+# Players that send no CMCD leave those fields "-": detection treats them as absent, never as evidence.
 DETECTION_FIELDS: tuple[Field, ...] = tuple(
     FIELDS_BY_NAME[name]
     for name in (
@@ -190,6 +192,10 @@ DETECTION_FIELDS: tuple[Field, ...] = tuple(
         "sc-range-end",
         "c-country",
         "asn",
+        "cmcd-buffer-length",
+        "cmcd-content-id",
+        "cmcd-measured-throughput",
+        "cmcd-session-id",
     )
 )
 

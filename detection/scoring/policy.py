@@ -57,6 +57,7 @@ VERDICT_FEATURES: tuple[str, ...] = (
     "max_countries_per_minute",
     "max_renditions_at_once",
     "shared_segments",
+    "max_cmcd_sessions_per_minute",
     "channels_apart_minutes",
     "main_channel",
 )

@@ -69,6 +69,7 @@ OPTIONAL_COLUMNS: dict[str, str] = {
     "c_country": "VARCHAR",
     "cs_user_agent": "VARCHAR",
     "cs_referer": "VARCHAR",
+    "cmcd_session_id": "VARCHAR",
 }
 
 _HEADER = re.compile(r"^--[ \t]*(parameters|partition):[ \t]*(.*?)[ \t]*$", re.MULTILINE)

@@ -106,10 +106,13 @@ class SessionTable:
         return self._minutes[0]
 
     def per_minute(self, name: str, null: float = 0.0) -> np.ndarray:
-        """One field of every per-minute entry, as float64 (``null`` for nulls)."""
+        """One field of every per-minute entry, as float64 (``null`` for nulls, and for every entry of a table
+        written before the field existed)."""
         entries = self._minutes[1]
         if entries is None:
             return np.zeros(0)
+        if entries.type.get_field_index(name) < 0:
+            return np.full(len(entries), null, dtype=np.float64)
         values = entries.field(name)
         if values.null_count:
             values = pc.fill_null(values.cast(pa.float64()), null)

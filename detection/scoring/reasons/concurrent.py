@@ -211,3 +211,39 @@ class ChannelsAtOnce(ReasonRule):
         detail = (f"different channels played at once from different places in {values['minutes']} minutes "
                   f"({', '.join(record.get('channels') or [])})")
         return self.reason(detail, section.weight, values, {"min_minutes": section.min_minutes})
+
+
+class CmcdSessionsAtOnceSection(Section):
+    """Several CMCD playback sessions (CTA-5004 ``sid``: one per player instance) playing one channel together on one
+    token, for most of a minute: several players, whatever addresses they are behind (CGNAT, a relay, a moving
+    phone). Players that send no CMCD give no evidence either way. A player restarting, or handing playback over to
+    a cast device, overlaps with its successor for seconds; a minute counts only when the sessions played together
+    for ``min_overlap_seconds``. Several players of several channels (multi-view) are left out."""
+
+    min_sessions: int = Field(2, ge=2, description="CMCD playback sessions of one channel in one minute.")
+    min_overlap_seconds: float = Field(30.0, ge=0, le=60, description="...playing together at least this long.")
+    min_minutes: int = Field(2, ge=1, description="Minutes of the window like that.")
+
+
+class CmcdSessionsAtOnce(ReasonRule):
+    code = "cmcd_sessions_at_once"
+    Section = CmcdSessionsAtOnceSection
+    evidence = Evidence.CONCURRENT
+
+    def fire(self, table: SessionTable, section: Any, scored: np.ndarray) -> Fired:
+        together = (table.per_minute("cmcd_sessions") >= section.min_sessions) & (
+            table.per_minute("cmcd_overlap") >= section.min_overlap_seconds
+        )
+        minutes = table.minutes_where(together)
+        return Fired(minutes >= section.min_minutes, section.weight, {"minutes": minutes})
+
+    def explain(self, record: Mapping[str, Any], row: int, section: Any, fired: Fired) -> Reason:
+        values = {"minutes": fired.value("minutes", row),
+                  "max_cmcd_sessions_per_minute": worst_minute(record, "cmcd_sessions"),
+                  "max_seconds_together": round(float(worst_minute(record, "cmcd_overlap")), 1)}
+        thresholds = {"min_sessions": section.min_sessions, "min_overlap_seconds": section.min_overlap_seconds,
+                      "min_minutes": section.min_minutes}
+        detail = (f"{values['max_cmcd_sessions_per_minute']} players (CMCD playback sessions) of one channel at once, "
+                  f"{values['minutes']} minutes with {section.min_sessions}+ playing together "
+                  f"{section.min_overlap_seconds:g}+ s")
+        return self.reason(detail, section.weight, values, thresholds)

@@ -27,7 +27,8 @@
 WITH
 windowed AS (
   -- The window: the one time predicate of the query.
-  SELECT "timestamp" AS ts, c_ip, asn, c_country, cs_user_agent, sc_bytes, sc_status, split(cs_uri_stem, '/') AS path
+  SELECT "timestamp" AS ts, c_ip, asn, c_country, cs_user_agent, sc_bytes, sc_status, cmcd_session_id,
+         split(cs_uri_stem, '/') AS path
   FROM logs
   WHERE "timestamp" >= CAST(? AS DOUBLE) AND "timestamp" < CAST(? AS DOUBLE)
     AND dt BETWEEN date_format(from_unixtime(CAST(? AS DOUBLE) - 900), '%Y/%m/%d/%H')
@@ -36,12 +37,12 @@ windowed AS (
 requests AS (
   -- path = ['', '<session_id>.<jwt>', '<channel>', ..., '<file>']
   SELECT
-    token, ts, c_ip, asn, c_country, cs_user_agent, sc_bytes, channel, file,
+    token, ts, c_ip, asn, c_country, cs_user_agent, sc_bytes, channel, file, cmcd_session_id,
     sc_status BETWEEN 200 AND 299 AND depth >= 4 AND (playlist OR segment) AS media,
     segment
   FROM (
     SELECT
-      token, ts, c_ip, asn, c_country, cs_user_agent, sc_bytes, sc_status, channel, file, depth,
+      token, ts, c_ip, asn, c_country, cs_user_agent, sc_bytes, sc_status, channel, file, depth, cmcd_session_id,
       file LIKE '%.m3u8' OR file LIKE '%.mpd' AS playlist,
       CASE WHEN file LIKE '%.ts' THEN true  -- most segments: one test
            WHEN file LIKE '%.m3u8' THEN false  -- most other requests: live playlist refreshes
@@ -49,7 +50,7 @@ requests AS (
                 OR file LIKE '%.cmfv' OR file LIKE '%.cmfa' OR file LIKE '%.mp3' END AS segment
     FROM (
       SELECT
-        ts, c_ip, asn, c_country, cs_user_agent, sc_bytes, sc_status,
+        ts, c_ip, asn, c_country, cs_user_agent, sc_bytes, sc_status, cmcd_session_id,
         element_at(path, 2) AS token,
         -- decoded before anything is classified: seg_00042.t%73 is a segment (the origin decodes it too); a malformed
         -- escape stays as it came, and only names holding a % pay for the decoding
@@ -65,12 +66,14 @@ requests AS (
   )
 ),
 parts AS (
-  -- The one big aggregation, over plain keys only: token x minute x address x user agent x channel (and whether
-  -- the records are served media requests). Strings in the keys cost far less than string minimum and maximum
+  -- The one big aggregation, over plain keys only: token x minute x address x user agent x channel x CMCD playback
+  -- session (and whether the records are served media requests); the CMCD session id is null for players that send
+  -- none, so it adds groups only where several players share an address and a user agent. Strings in the keys cost far less than string minimum and maximum
   -- aggregates over ten million rows. The key is the whole token segment, not the session id: cutting the session
   -- id out of every record costs more than hashing the longer key, and the session id is cut once per part instead.
   SELECT
     token, media, CAST(floor(ts / 60) AS BIGINT) AS minute, c_ip, cs_user_agent AS user_agent, channel,
+    cmcd_session_id AS cmcd_sid,
     count(*) AS records,
     count_if(segment) AS segments,
     sum(sc_bytes) AS bytes,
@@ -85,7 +88,7 @@ parts AS (
            CASE WHEN segment THEN try_cast(regexp_extract(file, '(\d+)\.[0-9A-Za-z]+$', 1) AS BIGINT) END AS seq
     FROM requests
   )
-  GROUP BY token, media, CAST(floor(ts / 60) AS BIGINT), c_ip, cs_user_agent, channel
+  GROUP BY token, media, CAST(floor(ts / 60) AS BIGINT), c_ip, cs_user_agent, channel, cmcd_session_id
 ),
 cells AS (
   -- Two kinds of rows from the parts, in one aggregation (each part comes twice, by_cell true then false):
@@ -110,7 +113,14 @@ cells AS (
     max(asn) AS asn,
     max(country) AS country,
     min(user_agent) FILTER (WHERE NOT by_cell) AS ua_min,
-    max(user_agent) FILTER (WHERE NOT by_cell) AS ua_max
+    max(user_agent) FILTER (WHERE NOT by_cell) AS ua_max,
+    -- CMCD playback sessions of the cell (the first and last in order: all of them, unless one address carried
+    -- more than two), the time each was seen in, summed, and the span they were seen in together
+    min(cmcd_sid) FILTER (WHERE by_cell) AS sid_min,
+    max(cmcd_sid) FILTER (WHERE by_cell) AS sid_max,
+    sum(last_seen - first_seen) FILTER (WHERE by_cell AND cmcd_sid IS NOT NULL) AS sid_seconds,
+    min(first_seen) FILTER (WHERE by_cell AND cmcd_sid IS NOT NULL) AS sid_first,
+    max(last_seen) FILTER (WHERE by_cell AND cmcd_sid IS NOT NULL) AS sid_last
   FROM (
     SELECT
       parts.*,
@@ -140,6 +150,11 @@ served AS (
     CASE WHEN media THEN country END AS country,
     CASE WHEN media THEN ua_min END AS ua_min,
     CASE WHEN media THEN ua_max END AS ua_max,
+    CASE WHEN media THEN sid_min END AS sid_min,
+    CASE WHEN media THEN sid_max END AS sid_max,
+    CASE WHEN media THEN sid_seconds END AS sid_seconds,
+    CASE WHEN media THEN sid_first END AS sid_first,
+    CASE WHEN media THEN sid_last END AS sid_last,
     CASE WHEN media THEN split_part(lower(c_ip), '::', 1) END AS v6_head,
     CASE WHEN media AND strpos(c_ip, '::') > 0 THEN split_part(lower(c_ip), '::', 2) ELSE '' END AS v6_tail
   FROM cells
@@ -223,7 +238,18 @@ facets AS (
          ELSE 0 END AS shared_segments,
     -- channels played from places of their own: addresses that fetched one channel only, and not all the same one
     min(channel_min) FILTER (WHERE channel_min = channel_max)
-      <> max(channel_max) FILTER (WHERE channel_min = channel_max) AS channels_apart
+      <> max(channel_max) FILTER (WHERE channel_min = channel_max) AS channels_apart,
+    -- CMCD playback sessions of one and the same channel in the minute (a minute of zapping or multi-view is left
+    -- out: several players of several channels may be one viewer's multi-view), and how long they played at the
+    -- same time: the seconds each was seen, summed, beyond the span they were seen in together (a player restarted
+    -- or handed over to a cast device overlaps for seconds; two players for most of the minute)
+    CASE WHEN count(c_ip) FILTER (WHERE segments > 0 AND channel_min <> channel_max) = 0
+              AND min(channel_min) = max(channel_max)
+         THEN cardinality(array_distinct(array_agg(sid_min) FILTER (WHERE by_cell AND sid_min IS NOT NULL)
+                                         || array_agg(sid_max) FILTER (WHERE by_cell AND sid_max IS NOT NULL)))
+         END AS cmcd_sessions,
+    sum(sid_seconds) FILTER (WHERE by_cell) - (max(sid_last) FILTER (WHERE by_cell) - min(sid_first) FILTER (WHERE by_cell))
+      AS cmcd_overlap
   FROM addressed
   GROUP BY by_cell, session_id, CASE WHEN by_cell THEN minute END, CASE WHEN NOT by_cell THEN c_ip END
 ),
@@ -266,12 +292,15 @@ sessions AS (
     max(countries) FILTER (WHERE facet = 'minute') AS max_countries_per_minute,
     max(renditions_at_once) FILTER (WHERE facet = 'minute') AS max_renditions_at_once,
     sum(shared_segments) FILTER (WHERE facet = 'minute') AS shared_segments,
+    max(cmcd_sessions) FILTER (WHERE facet = 'minute') AS max_cmcd_sessions,
     -- one row per active minute, in order
     array_sort(array_agg(CAST(
       ROW(minute, segments, paced_segments, ips, prefixes, asns, countries, coalesce(renditions_at_once, 0),
-          shared_segments, coalesce(channels_apart, false))
+          shared_segments, coalesce(channels_apart, false), coalesce(cmcd_sessions, 0),
+          coalesce(CAST(cmcd_overlap AS DOUBLE), 0))
       AS ROW(minute BIGINT, segments BIGINT, paced_segments BIGINT, ips BIGINT, prefixes BIGINT, asns BIGINT,
-             countries BIGINT, renditions_at_once DOUBLE, shared_segments BIGINT, channels_apart BOOLEAN)))
+             countries BIGINT, renditions_at_once DOUBLE, shared_segments BIGINT, channels_apart BOOLEAN,
+             cmcd_sessions BIGINT, cmcd_overlap DOUBLE)))
       FILTER (WHERE facet = 'minute' AND minute IS NOT NULL)) AS per_minute,
     count(*) FILTER (WHERE facet = 'minute' AND channels_apart) AS channels_apart_minutes,
     slice(array_sort(array_distinct(flatten(
@@ -300,6 +329,7 @@ SELECT
   max_countries_per_minute,
   max_renditions_at_once,
   CAST(shared_segments AS BIGINT) AS shared_segments,
+  coalesce(max_cmcd_sessions, 0) AS max_cmcd_sessions_per_minute,
   channels_apart_minutes,
   main_channel,
   asn_list AS asns,

@@ -110,6 +110,11 @@ def pirates() -> list[dict]:
     for ip, asn, ua, first in players:
         reqs += playback(s, at(ip, asn=asn, ua=ua), start=T0 + 20, duration=560, channel="vod-1001",
                          segment_seconds=6.0, live=False, first_segment=first)  # fmt: skip
+
+    s = sid("cgnat pair")  # two players behind one carrier-grade NAT address and user agent, each with its CMCD sid
+    for k in range(2):
+        reqs += playback(s, at("100.124.0.1", asn=3209, ua=PHONE), start=T0 + 20 + 3 * k, duration=560,
+                         cmcd_session_id=f"6f1c2a4e-0000-4000-8000-00000000000{k}")  # fmt: skip
     return reqs
 
 
@@ -194,6 +199,22 @@ def lookalikes() -> list[dict]:
         s = sid(f"cgnat {k}")
         reqs += playback(s, at("100.121.0.1", asn=3209, ua=PHONE), start=T0 + 40 + k, duration=500)
 
+    s = sid("player restarts")  # one player (sending CMCD) restarted three times: a new sid each time, 2 s overlap
+    for k in range(4):
+        start = T0 + 20 + 140 * k
+        reqs += playback(s, at("100.125.1.7", ua=PHONE), start=start - (2 if k else 0), duration=142,
+                         master=True, first_segment=int(start // 4), cmcd_session_id=f"restart-sid-{k}")  # fmt: skip
+
+    s = sid("cast with cmcd")  # phone, then cast to the TV, both sending CMCD: 15 s of overlap
+    reqs += playback(s, at("100.125.2.7", ua=PHONE), start=T0 + 30, duration=270, cmcd_session_id="phone-sid-1")
+    reqs += playback(s, at("2001:db8:3320:125::7", ua=CAST), start=T0 + 285, duration=300,
+                     cmcd_session_id="tv-sid-1")  # fmt: skip
+
+    s = sid("multi view cmcd")  # two channels at once on one screen, one player (and CMCD sid) each
+    reqs += playback(s, at("100.125.3.7"), start=T0 + 20, duration=560, channel="ch01-news", cmcd_session_id="mv-1")
+    reqs += playback(s, at("100.125.3.7"), start=T0 + 21, duration=560, channel="ch02-sports", segment_seconds=2.0,
+                     cmcd_session_id="mv-2")  # fmt: skip
+
     s = sid("vpn user")  # an ordinary viewer whose VPN egresses in a cloud
     reqs += playback(s, at("3.90.4.4", asn=16509, country="DE"), start=T0 + 30, duration=560)
 
@@ -231,6 +252,7 @@ PIRATE_CASES = [
     ("resale proxy", "rotating_addresses"),
     ("multi channel", "channels_at_once"),
     ("quiet leak", "devices_at_once"),
+    ("cgnat pair", "cmcd_sessions_at_once"),
 ]
 LOOKALIKE_CASES = [
     ("privacy relay", "countries_at_once"),
@@ -251,6 +273,9 @@ LOOKALIKE_CASES = [
     ("vpn user", "hosting_network"),
     ("vlc user", "tool_user_agent"),
     ("forged", "countries_at_once"),
+    ("player restarts", "cmcd_sessions_at_once"),
+    ("cast with cmcd", "cmcd_sessions_at_once"),
+    ("multi view cmcd", "cmcd_sessions_at_once"),
 ]
 
 
