@@ -14,7 +14,8 @@
 Sessions follow the URL/token contract (``/<sid>.<jwt>/<channel>/<rendition>/seg_<n>.ts``, a signed HS256 JWT per
 session with ``sid``, ``iat``, ``exp``, ``paths``). Each session is one or more players ("streams"); a player fetches
 the master and variant playlists, then segments (2, 4 or 6 s) with a startup burst, a variant playlist refresh per
-segment for live, ABR rendition switches, occasional 404/403/5xx, byte ranges (206) on some VOD players. The kinds
+segment for live, ABR rendition switches, occasional 404/403/5xx, byte ranges (206) on some VOD players; the
+players that implement CMCD (``CMCD_DEVICES``) send their own session id, the content id, buffer and throughput. The kinds
 (``KINDS``) model what legit viewers do that looks odd (mobile handover, dual stack, CGNAT, Wi-Fi to LTE, app plus
 player library, pause and resume, casting, privacy relays, corporate proxies, forged requests the edge denied) and
 what pirates do (token sharing, two homes, restreamers, slow leaks, resale with impossible travel or rotating
@@ -189,6 +190,10 @@ _DEVICE = {  # top rendition index (0 = 1080p), bandwidth bytes/s
     "cast": (0, (2.5e6, 10e6)),
     "tool": (0, (20e6, 80e6)),
 }
+#: Players that send Common Media Client Data (CTA-5004) when the operator turns it on: the web players (hls.js,
+#: dash.js and Shaka all implement it), Android's Media3/ExoPlayer and Shaka on TVs and cast receivers. The iOS apps
+#: (AVPlayer) and the tools send none. Each player instance sends its own session id (``sid``).
+CMCD_DEVICES = frozenset({"desktop", "android_app", "tv", "cast"})
 _LADDER = list(RENDITIONS)  # 1080p .. 240p
 _KBPS = np.array([RENDITIONS[r] for r in _LADDER], dtype=np.float64)
 
@@ -316,7 +321,8 @@ class _Streams:
     """Column store of players ("streams"); one row per player of a session."""
 
     COLUMNS = ("session", "t0", "t1", "content", "top", "rend0", "bw", "ua_a", "ua_b", "ua_alt", "mode", "block",
-               "speed", "all_rend", "pause0", "pause1", "ranges", "master", "vod_offset", "abr", "browser")  # fmt: skip
+               "speed", "all_rend", "pause0", "pause1", "ranges", "master", "vod_offset", "abr", "browser",
+               "cmcd")  # fmt: skip
 
     def __init__(self) -> None:
         self.cols: dict[str, list[Any]] = {c: [] for c in self.COLUMNS}
@@ -394,6 +400,7 @@ class _Builder:
             vod_offset=0 if master else int(rng.integers(0, 600)),
             abr=0.05 if device in ("ios_app", "android_app") else 0.015,
             browser=device == "desktop",
+            cmcd=device in CMCD_DEVICES,
         )
 
     # helpers ----------------------------------------------------------------------------------------------------
@@ -1039,6 +1046,28 @@ class _Columns:
         prefix = pc.take(self.prefix, pa.array(req["session"][rows]))
         return pc.binary_join_element_wise(prefix, asset, "")
 
+    def _cmcd(self, name: str, rows: np.ndarray) -> pa.Array:
+        """What a player that sends CMCD puts in each of its requests (the others, and forged requests, send none):
+        its own session id, the content, and its buffer and throughput (derived from the player's bandwidth)."""
+        req = self.req
+        st = req["stream"][rows]
+        sends = pa.array(self.c["cmcd"][st].astype(bool) & (req["kind"][rows] != _FORGED))
+        none = pa.scalar(None, pa.string() if name in ("cmcd_session_id", "cmcd_content_id") else pa.int64())
+        if name == "cmcd_session_id":  # a UUID per player: stable for the seed, unique per stream
+            digest = _mix(st.astype(np.uint64))
+            values = pa.array([f"{int(d) & 0xFFFFFFFF:08x}-{s % 65536:04x}-4{(int(d) >> 32) & 0xFFF:03x}-8000-"
+                               f"{s:012x}" for d, s in zip(digest, st, strict=True)])
+        elif name == "cmcd_content_id":
+            values = pc.take(self.content_name, pa.array(self.c["content"][st]))
+        elif name == "cmcd_measured_throughput":  # kbps
+            values = pa.array((self.c["bw"][st] * 8 / 1000).astype(np.int64))
+        elif name == "cmcd_buffer_length":  # ms, rounded to 100 as the spec asks
+            values = pa.array((np.minimum(30_000, 6_000 + (self.timestamp[rows] - self.c["t0"][st]) * 400) // 100 * 100)
+                              .astype(np.int64))
+        else:
+            return pa.nulls(len(rows), pa.string())
+        return pc.if_else(sends, values, none)
+
     def table(self, rows: np.ndarray, fields: Sequence[Field], rng: np.random.Generator) -> pa.Table:
         req, n = self.req, len(rows)
         ip = pa.array(req["ip"][rows].astype(np.int64))
@@ -1118,6 +1147,8 @@ class _Columns:
                 out[name] = _fixed3(value, miss)
             elif name == "asn":
                 out[name] = pa.array(self.ip_asn[req["ip"][rows]])
+            elif name.startswith("cmcd_"):
+                out[name] = self._cmcd(name, rows)
             # every other field: written as "-"
         return pa.table(out) if out else pa.table({"_": pa.nulls(n)})
 
