@@ -160,7 +160,11 @@ def _convert(args: argparse.Namespace) -> int:
 
 
 def _evaluate_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--corpus", required=True, help="a labelled corpus folder (python -m detection generate)")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--corpus", help="a labelled corpus folder (python -m detection generate)")
+    source.add_argument("--suite", help="a suite file: several seeds generated and evaluated, added up "
+                                        "(tools/suites/generator-v1.json)")
+    parser.add_argument("--work", default="out/suites", help="where a suite's corpora are generated (out/suites)")
     parser.add_argument("--logs", help="its logs when elsewhere (e.g. a Parquet conversion)")
     parser.add_argument("--window", type=_positive_minutes, default=10.0, help="window length in minutes (10)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of the table")
@@ -168,6 +172,8 @@ def _evaluate_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
+    if args.suite:
+        return _evaluate_suite(args)
     from tools.evaluate import evaluate_corpus, format_table
 
     evaluation = evaluate_corpus(args.corpus, window_minutes=args.window, config=_config(args), logs=args.logs)
@@ -175,6 +181,20 @@ def _evaluate(args: argparse.Namespace) -> int:
         _write_json(evaluation.to_dict(), None, sys.stdout)
     else:
         print(format_table(evaluation))
+    return EXIT_OK
+
+
+def _evaluate_suite(args: argparse.Namespace) -> int:
+    from tools.suite import SuiteError, format_suite, run_suite
+
+    try:
+        result = run_suite(args.suite, args.work, log=lambda text: print(text, file=sys.stderr))
+    except SuiteError as exc:
+        raise UsageError(str(exc)) from None
+    if args.json:
+        _write_json(result.to_dict(), None, sys.stdout)
+    else:
+        print(format_suite(result))
     return EXIT_OK
 
 
