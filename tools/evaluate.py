@@ -18,6 +18,7 @@ import math
 import os
 import tempfile
 import time
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,7 @@ from detection.scoring.config import DetectionConfig
 from detection.scoring.query import BASELINE, load_query
 from revocation.ledger.base import Action
 
-__all__ = ["Evaluation", "Metrics", "evaluate_corpus", "format_table"]
+__all__ = ["Evaluation", "KindResult", "Metrics", "evaluate_corpus", "format_table", "kind_rows", "targets_line"]
 
 
 @dataclass
@@ -258,12 +259,20 @@ def format_table(evaluation: Evaluation) -> str:
         f"{'false positives':24s} {p.fp:>12d} {b.fp:>14d}",
         f"{'missed pirates':24s} {p.fn:>12d} {b.fn:>14d}",
         "",
-        f"{'kind':18s} {'label':7s} {'sessions':>8s} {'detected':>9s} {'flag only':>9s} {'baseline':>9s}",
+        *kind_rows(evaluation.kinds),
+        "",
+        targets_line(evaluation.targets()),
     ]
-    for k in evaluation.kinds:
-        lines.append(
-            f"{k.kind:18s} {k.label:7s} {k.sessions:>8d} {k.detected:>9d} {k.flagged_only:>9d} {k.baseline:>9d}"
-        )
-    targets = evaluation.targets()
-    lines += ["", "targets: " + ", ".join(f"{name} {'met' if ok else 'NOT met'}" for name, ok in targets.items())]
     return "\n".join(lines)
+
+
+def kind_rows(kinds: Iterable[KindResult]) -> list[str]:
+    """The per-kind table: sessions, revoked by the detection, flagged for review only, flagged by the rule."""
+    rows = [f"{'kind':18s} {'label':7s} {'sessions':>8s} {'detected':>9s} {'flag only':>9s} {'baseline':>9s}"]
+    rows += [f"{k.kind:18s} {k.label:7s} {k.sessions:>8d} {k.detected:>9d} {k.flagged_only:>9d} {k.baseline:>9d}"
+             for k in kinds]
+    return rows
+
+
+def targets_line(targets: Mapping[str, bool]) -> str:
+    return "targets: " + ", ".join(f"{name} {'met' if ok else 'NOT met'}" for name, ok in targets.items())

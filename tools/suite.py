@@ -21,7 +21,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from detection.scoring.config import DetectionConfig
-from tools.evaluate import Evaluation, KindResult, Metrics, evaluate_corpus
+from tools.evaluate import Evaluation, KindResult, Metrics, evaluate_corpus, kind_rows, targets_line
 from tools.generate import generate_corpus
 
 __all__ = ["Suite", "SuiteError", "SuiteResult", "format_suite", "run_suite", "upper_bound"]
@@ -180,11 +180,8 @@ def format_suite(result: SuiteResult) -> str:
         f"{'false-positive rate, 95 % upper':34s} {result.fpr_upper(p):>11.3%} {result.fpr_upper(b):>13.3%}",
         f"{'pirates flagged for review only':34s} {result.flagged_only.get('pirate', 0):>12d}",
         "",
-        f"{'kind':18s} {'label':7s} {'sessions':>8s} {'revoked':>8s} {'flag only':>9s} {'baseline':>9s}",
+        *kind_rows(sorted(result.kinds.values(), key=lambda k: (k.label, k.kind))),
+        "",
+        targets_line(result.targets()),
     ]
-    for kind in sorted(result.kinds.values(), key=lambda k: (k.label, k.kind)):
-        lines.append(f"{kind.kind:18s} {kind.label:7s} {kind.sessions:>8d} {kind.detected:>8d} "
-                     f"{kind.flagged_only:>9d} {kind.baseline:>9d}")
-    targets = ", ".join(f"{name} {'met' if ok else 'NOT met'}" for name, ok in result.targets().items())
-    lines += ["", f"targets: {targets}"]
     return "\n".join(lines)
