@@ -1,4 +1,4 @@
-"""`python -m edge sign | check | serve | demo` (CLI contract in DESIGN.md)."""
+"""`python -m edge sign | check | serve | demo` (CLI contract in docs/contracts.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Issue playback tokens and tokenized URLs (URL/token contract in DESIGN.md, rules in docs/edge-token.md)."""
+"""Issue playback tokens and tokenized URLs (URL/token contract in docs/contracts.md, rules in docs/edge-token.md)."""
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 One run of :func:`publish`:
 
 1. **Desired**: the ledger's active revocations at ``now`` (not lifted, expiring later), each as
-   ``r:<session_id>`` → ``<expires_at>|<reason>`` (DESIGN.md, contract — KeyValueStore keys).
+   ``r:<session_id>`` → ``<expires_at>|<reason>`` (docs/contracts.md, KeyValueStore keys).
 2. **Actual**: the store's ``r:`` entries. Nothing else in the store (the ``k:`` signing keys above all) is ever
    put or deleted here; it only counts towards the size.
 3. **Capacity**: the store after the run is projected *before* anything is written (everything but ``r:`` entries,

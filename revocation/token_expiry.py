@@ -6,7 +6,7 @@ allows a request only after checking the token's signature, so the ``exp`` of a 
 the one the issuer signed. A forged token never reaches this code through an allowed request; and everything here is
 robust to garbage anyway (``None``, never an exception), because it also reads denied lines and hand-typed input.
 
-A revocation lasts until the token it targets expires plus a margin (DESIGN.md, step 5). The margin must cover the
+A revocation lasts until the token it targets expires plus a margin (docs/contracts.md, KeyValueStore keys). The margin must cover the
 edge's clock skew allowance (:data:`edge.verify.SKEW_SECONDS`: the edge accepts a token until ``exp + 30 s``).
 """
 
@@ -118,7 +118,7 @@ def expiry_for_session(
     max_token_lifetime: int = MAX_TTL_SECONDS,
 ) -> int:
     """The revocation expiry for a session whose logged tokens expire at ``token_exps``: the latest ``exp`` plus the
-    margin (DESIGN.md: "a revocation lasts until the latest exp seen for that session id, plus a margin").
+    margin.
 
     Unreadable expiries (``None``) are ignored. When none is readable, or the latest is beyond what any token can
     live (``now + max_token_lifetime``), the longest possible token lifetime from ``now`` is used instead: a

@@ -1,4 +1,4 @@
-"""``python -m detection detect | generate | convert | evaluate | demo`` (CLI contract in DESIGN.md).
+"""``python -m detection detect | generate | convert | evaluate | demo`` (CLI contract in docs/contracts.md).
 
 - ``detect --logs PATH [--fields a,b,c] [--window MINUTES] [--now EPOCH] [--out FILE] [--config FILE] [--monitor]``
   writes ``{"sessions": [...], "stats": {...}}`` (``--out -`` or no ``--out``: stdout). Exit 0; exit 2 with

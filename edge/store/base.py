@@ -1,7 +1,7 @@
 """The edge store interface and the rules both implementations share.
 
 The edge store holds what the viewer-request function reads at the edge (``k:<kid>`` signing keys and
-``r:<session_id>`` revocations, see DESIGN.md "contract — KeyValueStore keys"). CloudFront's KeyValueStore is the
+``r:<session_id>`` revocations, see docs/contracts.md, KeyValueStore keys). CloudFront's KeyValueStore is the
 real one; a JSON file in the KeyValueStore import format is its local twin. Both behave the same because everything
 that is not storage-specific lives here: key/value validation, the size limits, splitting a write into calls of at
 most 50 keys, and the ETag-conditional retry loop with exponential backoff and jitter.
