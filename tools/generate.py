@@ -35,6 +35,7 @@ import zlib
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -1046,6 +1047,14 @@ class _Columns:
         prefix = pc.take(self.prefix, pa.array(req["session"][rows]))
         return pc.binary_join_element_wise(prefix, asset, "")
 
+    @cached_property
+    def player_sids(self) -> pa.Array:
+        """Each player's CMCD session id, a UUID stable for the seed and unique per stream: made once per player, not
+        per request."""
+        streams = np.arange(len(self.c["cmcd"]), dtype=np.uint64)
+        return pa.array([f"{int(d) & 0xFFFFFFFF:08x}-{int(s) % 65536:04x}-4{(int(d) >> 32) & 0xFFF:03x}-8000-"
+                         f"{int(s):012x}" for d, s in zip(_mix(streams), streams, strict=True)], pa.string())
+
     def _cmcd(self, name: str, rows: np.ndarray) -> pa.Array:
         """What a player that sends CMCD puts in each of its requests (the others, and forged requests, send none):
         its own session id, the content, and its buffer and throughput (derived from the player's bandwidth)."""
@@ -1053,10 +1062,8 @@ class _Columns:
         st = req["stream"][rows]
         sends = pa.array(self.c["cmcd"][st].astype(bool) & (req["kind"][rows] != _FORGED))
         none = pa.scalar(None, pa.string() if name in ("cmcd_session_id", "cmcd_content_id") else pa.int64())
-        if name == "cmcd_session_id":  # a UUID per player: stable for the seed, unique per stream
-            digest = _mix(st.astype(np.uint64))
-            values = pa.array([f"{int(d) & 0xFFFFFFFF:08x}-{s % 65536:04x}-4{(int(d) >> 32) & 0xFFF:03x}-8000-"
-                               f"{s:012x}" for d, s in zip(digest, st, strict=True)])
+        if name == "cmcd_session_id":
+            values = pc.take(self.player_sids, pa.array(st))
         elif name == "cmcd_content_id":
             values = pc.take(self.content_name, pa.array(self.c["content"][st]))
         elif name == "cmcd_measured_throughput":  # kbps
