@@ -55,3 +55,12 @@ def uv(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
         subprocess.run(["make", "--silent", "uv"], cwd=ROOT, check=True)
     return subprocess.run([str(UV), "--no-config", *args], cwd=cwd, capture_output=True, text=True,
                           env={**os.environ, "UV_PYTHON_DOWNLOADS": "never"})
+
+
+def make_build(target: str, artifacts: Path, **variables: str) -> Path:
+    """``make <target> ARTIFACTS_DIR=<artifacts>`` (what sam build runs), with ``variables`` set; asserts it worked."""
+    settings = [f"{name}={value}" for name, value in variables.items()]
+    built = subprocess.run(["make", "--silent", target, f"ARTIFACTS_DIR={artifacts}", *settings], cwd=ROOT,
+                           capture_output=True, text=True)
+    assert built.returncode == 0, built.stdout[-2000:] + built.stderr[-2000:]
+    return artifacts

@@ -14,7 +14,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from tests.helpers import ROOT
-from tests.infra.helpers import RES, TPL
+from tests.infra.helpers import RES, TPL, make_build
 from tools import lambda_package
 from tools.lambda_package import FUNCTION_PACKAGES
 
@@ -98,10 +98,7 @@ def test_each_function_is_built_with_the_modules_its_handler_imports_and_no_tool
     """`make build-<Function>`; tests/infra/integration/test_lambda_runtime.py runs each build under a Lambda-like runtime."""
     for name, resource in FUNCTIONS.items():
         artifacts = tmp_path / name
-        built = subprocess.run(["make", "--silent", f"build-{name}", f"ARTIFACTS_DIR={artifacts}"], cwd=ROOT,
-                               capture_output=True, text=True)
-        assert built.returncode == 0, built.stderr
-        assert_only_its_code(artifacts, resource["Properties"]["Handler"])
+        assert_only_its_code(make_build(f"build-{name}", artifacts), resource["Properties"]["Handler"])
     issuer = {p.relative_to(tmp_path / "TokenIssuerFunction").as_posix()
               for p in (tmp_path / "TokenIssuerFunction").rglob("*.py")}
     assert "edge/issuer_handler.py" in issuer and not any(p.startswith(("detection/", "revocation/")) for p in issuer)

@@ -41,7 +41,7 @@ from rotation.secrets import AWSCURRENT, AWSPENDING
 from tests.detection.workflow_helpers import AthenaOnDuckDB
 from tests.helpers import ACCOUNT_ID, REGION, ROOT, http_event
 from tests.infra.fake_keyvaluestore import FakeKeyValueStore, serve
-from tests.infra.helpers import RES, TPL, uv
+from tests.infra.helpers import RES, TPL, make_build, uv
 from tools.generate import generate_corpus
 
 pytestmark = pytest.mark.slow
@@ -82,14 +82,6 @@ class Runtime:
     artifacts: dict[str, Path]
 
 
-def _build(target: str, artifacts: Path, **variables: str) -> Path:
-    settings = [f"{name}={value}" for name, value in variables.items()]
-    built = subprocess.run(["make", "--silent", target, f"ARTIFACTS_DIR={artifacts}", *settings], cwd=ROOT,
-                           capture_output=True, text=True)
-    assert built.returncode == 0, built.stdout[-2000:] + built.stderr[-2000:]
-    return artifacts
-
-
 @pytest.fixture(scope="module")
 def runtime(tmp_path_factory: pytest.TempPathFactory) -> Runtime:
     base = tmp_path_factory.mktemp("lambda-runtime")
@@ -100,11 +92,11 @@ def runtime(tmp_path_factory: pytest.TempPathFactory) -> Runtime:
     python = base / "runtime" / "bin" / "python"
     _uv("pip", "install", "--quiet", "--python", str(python), *RUNTIME_SDK)
     platform_tag = f"{platform.machine()}-manylinux_2_28"  # AL2023, the runtime's OS, has glibc 2.34
-    layer = _build("build-DependenciesLayer", base / "layer", LAMBDA_PLATFORM=platform_tag, LAMBDA_PYTHON=version)
+    layer = make_build("build-DependenciesLayer", base / "layer", LAMBDA_PLATFORM=platform_tag, LAMBDA_PYTHON=version)
     pinned = [f"{name}=={importlib.metadata.version(name)}" for name in PANDAS_LAYER_PACKAGES]
     _uv("pip", "install", "--quiet", "--target", str(base / "pandas-layer" / "python"), "--python-platform",
         platform_tag, "--python-version", version, "--only-binary", ":all:", *pinned)
-    artifacts = {name: _build(f"build-{name}", base / name) for name in FUNCTIONS}
+    artifacts = {name: make_build(f"build-{name}", base / name) for name in FUNCTIONS}
     return Runtime(python, version, layer / "python", base / "pandas-layer" / "python", artifacts)
 
 
