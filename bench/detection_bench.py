@@ -83,7 +83,7 @@ def _measure(kind: str, path: str, threads: int, start: float, end: float) -> di
             if kind in STAGES:
                 query = load_query(FEATURES)
                 sql = STAGES[kind](query.duckdb_sql(relation="logs"))
-                logs.run(lambda c: c.execute(sql, query.values(start, end)).fetchall())
+                logs.run(lambda c: c.execute(sql, stage_values(sql, query.values(start, end))).fetchall())
                 extra = {}
             elif kind == "bare":
                 sql = (
@@ -130,6 +130,11 @@ def _through(cte: str) -> Callable[[str], str]:
         return "WITH " + ", ".join(step.sql("duckdb") for step in kept) + f' SELECT max(COLUMNS(*)) FROM "{cte}"'
 
     return cut
+
+
+def stage_values(sql: str, values: dict[str, Any]) -> dict[str, Any]:
+    """The parameter values a stage's text still uses (a cut query may have lost the later parameters)."""
+    return {name: value for name, value in values.items() if f"${name}" in sql}
 
 
 STAGES: dict[str, Callable[[str], str]] = {"read": _read_only, "hot": _through("parts")}

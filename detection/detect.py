@@ -91,7 +91,7 @@ def run_window(
     logs.set_window(window)
     relation, missing = prepare_relation(logs.con, logs.view, f"{logs.view}__detect")
     query = load_query(FEATURES)
-    table = logs.run(lambda con: query.run(con, window, relation=relation))
+    table = logs.run(lambda con: query.run(con, window, relation=relation, extra=config.query_parameters()))
     timings["features_sql"] = time.perf_counter() - clock
     records = int(pc.sum(table["records"]).as_py() or 0) if table.num_rows else 0
     report = logs.report(records_read=records, require_records=require_records)

@@ -19,6 +19,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
 
+from detection.networks.settings import NetworkSettings
 from detection.scoring.reasons import REASONS, Section
 
 __all__ = ["ConfigError", "DetectionConfig"]
@@ -42,6 +43,7 @@ class PolicySettings(BaseModel):
         frozenset(), description="Networks whose sessions are never revoked (flagged at most): your own monitoring."
     )
     min_requests: int = Field(6, ge=1, description="Sessions with fewer served media requests are not scored.")
+    networks: NetworkSettings = Field(NetworkSettings(), description="The network registry the policy uses.")
 
     @field_validator("flag_score")
     @classmethod
@@ -50,6 +52,10 @@ class PolicySettings(BaseModel):
         if revoke is not None and value > revoke:
             raise ValueError(f"flag_score ({value}) must not exceed revoke_score ({revoke})")
         return value
+
+    def query_parameters(self) -> dict[str, str]:
+        """The text parameters features.sql takes from this config: the shared-egress ASNs of the registry."""
+        return self.networks.query_parameters()
 
     def section(self, code: str) -> Section:
         """The settings of the reason ``code``."""

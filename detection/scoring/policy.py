@@ -90,7 +90,8 @@ def score_sessions(
     flagged or revoked, decided at ``decided_at``."""
     clock = time.perf_counter()
     config = config or DetectionConfig()
-    table = SessionTable(features)
+    networks = config.networks.registry
+    table = SessionTable(features, networks)
     scored = table.numbers("requests") >= config.min_requests
     fired: dict[str, Fired] = {}
     for reason in REASONS:
@@ -99,6 +100,7 @@ def score_sessions(
             result = reason.fire(table, section, scored)
             result.mask = result.mask & scored
             fired[reason.code] = result
+    _leave_out_listed_addresses(table, fired)
     score = np.zeros(table.rows, dtype=np.float64)
     for result in fired.values():
         score += np.where(result.mask, result.weight, 0.0)
@@ -121,9 +123,31 @@ def score_sessions(
         "monitored": sum(1 for v in verdicts if v.action is Action.MONITOR),
         "reasons": {code: int(result.mask.sum()) for code, result in fired.items() if result.mask.any()},
         "channels_with_pace": int(np.unique(seen.channels[known_pace].astype(str)).size) if table.rows else 0,
+        "network_registry": networks.version,
         "seconds": round(time.perf_counter() - clock, 4),
     }
     return PolicyResult(verdicts=verdicts, stats=stats)
+
+
+def _leave_out_listed_addresses(table: SessionTable, fired: Mapping[str, Fired]) -> None:
+    """Clear the reasons that count places (:attr:`ReasonRule.counts_places`) for sessions whose every address is
+    in a shared-egress or location-free *prefix* of the registry (networks known by ASN are handled where the
+    places are counted: features.sql and the reasons). Only sessions such a reason fired for are looked at."""
+    if not table.networks.has_prefixes:
+        return
+    placed = [code for code in fired if BY_CODE[code].counts_places]
+    rows = np.flatnonzero(np.logical_or.reduce([fired[code].mask for code in placed])) if placed else []
+    if not len(rows):
+        return
+    addresses = table.features["ips"].take(pa.array(rows)).to_pylist()
+    distinct = table.numbers("distinct_ips")
+    for row, ips in zip(rows, addresses, strict=True):
+        if not ips or len(ips) < distinct[row]:  # the listed addresses are not all of them
+            continue
+        classes = [table.networks.classify_ip(ip) for ip in ips]
+        if all(c is not None and (c.shared_egress or c.location_free) for c in classes):
+            for code in placed:
+                fired[code].mask[row] = False
 
 
 def decide(
@@ -173,6 +197,7 @@ def _verdict(
     features["realtime_segments_per_minute"] = None if math.isnan(realtime) else round(realtime, 2)
     features["realtime_speed"] = round(float(seen.speed[row]), 3)
     features["channel_sessions"] = int(seen.channel_sessions[row])
+    features["network_registry"] = config.networks.registry.version
     if record.get("per_minute") is not None:
         features["per_minute"] = record["per_minute"]
     return Verdict(session_id=session_id, run_id=run_id, score=score, action=action, reasons=tuple(reasons),

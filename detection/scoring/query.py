@@ -26,7 +26,7 @@ from __future__ import annotations
 import functools
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -72,6 +72,15 @@ OPTIONAL_COLUMNS: dict[str, str] = {
     "cmcd_session_id": "VARCHAR",
 }
 
+def _shipped_shared_egress() -> str:
+    from detection.networks.settings import NetworkSettings
+
+    return NetworkSettings().query_parameters()["shared_egress_asns"]
+
+
+#: Text parameters a caller without a detection config may leave out: the shipped network registry's values.
+_TEXT_DEFAULTS: dict[str, Callable[[], str]] = {"shared_egress_asns": _shipped_shared_egress}
+
 _HEADER = re.compile(r"^--[ \t]*(parameters|partition):[ \t]*(.*?)[ \t]*$", re.MULTILINE)
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*){0,2}\Z")
 
@@ -109,7 +118,7 @@ class Query:
             tree = sqlglot.parse_one(text, read="trino")
         except sqlglot.errors.ParseError as exc:
             raise QueryError(f"{name}: not valid Athena/Trino SQL: {exc}") from exc
-        placeholders = list(tree.find_all(exp.Placeholder))
+        placeholders = list(tree.find_all(exp.Placeholder, bfs=False))
         if len(placeholders) != len(parameters):
             raise QueryError(
                 f"{name}: the header names {len(parameters)} parameters but the text has {len(placeholders)} '?'"
@@ -119,22 +128,34 @@ class Query:
 
     # -- binding -------------------------------------------------------------------------------------------------
 
-    def values(self, window_start: float, window_end: float) -> dict[str, float]:
-        """The named parameter values for a window ``[window_start, window_end)`` (epoch seconds)."""
+    def values(
+        self, window_start: float, window_end: float, extra: Mapping[str, str] | None = None
+    ) -> dict[str, float | str]:
+        """The named parameter values for a window ``[window_start, window_end)`` (epoch seconds) and the text
+        parameters in ``extra`` (for features.sql, :meth:`DetectionConfig.query_parameters`)."""
         start = _window_value("window_start", window_start)
         end = _window_value("window_end", window_end)
         if not end > start:
             raise QueryError(f"empty window: window_end {end} is not after window_start {start}")
-        known = {"window_start": start, "window_end": end}
+        known: dict[str, float | str] = {"window_start": start, "window_end": end}
+        for name in self.parameters:
+            if name in _TEXT_DEFAULTS and name not in (extra or {}):
+                known[name] = _TEXT_DEFAULTS[name]()
+        for name, value in (extra or {}).items():
+            if not isinstance(value, str):
+                raise QueryError(f"{self.name}: parameter {name} must be text, not {value!r}")
+            known[name] = value
         missing = [p for p in self.parameters if p not in known]
         if missing:
             raise QueryError(f"{self.name}: no value for parameter(s) {', '.join(missing)}")
         return {p: known[p] for p in dict.fromkeys(self.parameters)}
 
-    def athena_parameters(self, window_start: float, window_end: float) -> list[str]:
-        """Athena ``ExecutionParameters``: one numeric literal per ``?``, in order."""
-        values = self.values(window_start, window_end)
-        return [repr(values[p]) for p in self.parameters]
+    def athena_parameters(
+        self, window_start: float, window_end: float, extra: Mapping[str, str] | None = None
+    ) -> list[str]:
+        """Athena ``ExecutionParameters``: one literal per ``?``, in order (numbers as they are, text quoted)."""
+        values = self.values(window_start, window_end, extra)
+        return [_literal(values[p]) for p in self.parameters]
 
     # -- text ----------------------------------------------------------------------------------------------------
 
@@ -157,12 +178,19 @@ class Query:
         window: tuple[float, float],
         *,
         relation: str = "logs",
+        extra: Mapping[str, str] | None = None,
     ) -> pa.Table:
         """Run on DuckDB against ``relation`` for ``window`` = ``(start, end)``, end exclusive; return Arrow."""
-        values = self.values(*window)
+        values = self.values(*window, extra)
         columns = _relation_columns(con, relation)
         sql = self.duckdb_sql(relation=relation, partition_column=bool(self.partition and self.partition in columns))
         return con.sql(sql, params=values).to_arrow_table()
+
+
+def _literal(value: float | str) -> str:
+    if isinstance(value, str):
+        return "'" + value.replace("'", "''") + "'"
+    return repr(value)
 
 
 def _rename_table(tree: exp.Expression, table: str) -> exp.Expression:
@@ -195,7 +223,7 @@ def _drop_partition_predicates(tree: exp.Expression, column: str) -> exp.Express
 @functools.lru_cache(maxsize=32)
 def _transpile(query: Query, relation: str, partition_column: bool) -> str:
     tree = query._tree.copy()
-    for placeholder, name in zip(list(tree.find_all(exp.Placeholder)), query.parameters):
+    for placeholder, name in zip(list(tree.find_all(exp.Placeholder, bfs=False)), query.parameters):
         placeholder.replace(exp.Placeholder(this=name))
     if query.partition and not partition_column:
         tree = _drop_partition_predicates(tree, query.partition)

@@ -35,6 +35,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import Field
 
 from core.lambda_support import ConfigurationError, LambdaSettings, powertools
+from detection.networks.settings import NetworkSettings
 from detection.scoring.config import DetectionConfig
 from detection.workflow.inputs import (
     PrepareInput,
@@ -69,7 +70,37 @@ logger, metrics, tracer = observability.logger, observability.metrics, observabi
 FRESH_SUFFIX = ".fresh.json"
 
 
-class PrepareSettings(LambdaSettings):
+class DetectionConfigSettings(LambdaSettings):
+    """``DETECTION_CONFIG``: the detection config as JSON (empty: the defaults)."""
+
+    detection_config: str = Field("", validation_alias="DETECTION_CONFIG")
+
+    def _config_data(self) -> dict[str, Any]:
+        if not self.detection_config:
+            return {}
+        try:
+            data = json.loads(self.detection_config)
+        except ValueError as exc:
+            raise ConfigurationError(f"DETECTION_CONFIG is not JSON: {exc}") from exc
+        if not isinstance(data, dict):
+            raise ConfigurationError("DETECTION_CONFIG must be a JSON object")
+        return data
+
+    def config(self) -> DetectionConfig:
+        try:
+            return DetectionConfig.load(self._config_data())
+        except ValueError as exc:
+            raise ConfigurationError(f"DETECTION_CONFIG is not a valid detection configuration: {exc}") from exc
+
+    def networks(self) -> NetworkSettings:
+        """Only the config's ``networks`` section (what features.sql needs), without the policy."""
+        try:
+            return NetworkSettings.model_validate(self._config_data().get("networks", {}))
+        except ValueError as exc:
+            raise ConfigurationError(f"DETECTION_CONFIG networks is not valid: {exc}") from exc
+
+
+class PrepareSettings(DetectionConfigSettings):
     describes: ClassVar[str] = "detection workflow (prepare)"
     glue_database: str = Field(validation_alias="GLUE_DATABASE", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     glue_table: str = Field(validation_alias="GLUE_TABLE", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -80,18 +111,9 @@ class PrepareSettings(LambdaSettings):
     max_polls: int = Field(120, validation_alias="MAX_POLLS", ge=1, le=10_000)
 
 
-class ScoreSettings(LambdaSettings):
+class ScoreSettings(DetectionConfigSettings):
     describes: ClassVar[str] = "detection workflow (score)"
-    detection_config: str = Field("", validation_alias="DETECTION_CONFIG")
     page_size: int = Field(DEFAULT_PAGE_SIZE, validation_alias="PAGE_SIZE", ge=1, le=1000)
-
-    def config(self) -> DetectionConfig:
-        if not self.detection_config:
-            return DetectionConfig()
-        try:
-            return DetectionConfig.load(json.loads(self.detection_config))
-        except ValueError as exc:
-            raise ConfigurationError(f"DETECTION_CONFIG is not a valid detection configuration: {exc}") from exc
 
 
 class LedgerSettings(LambdaSettings):
@@ -138,6 +160,7 @@ def prepare(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         table=f"{settings.glue_database}.{settings.glue_table}",
         results_uri=settings.results_uri,
         execution=state.execution,
+        query_parameters=settings.networks().query_parameters(),
     )
     logger.info("run planned", extra={"run_id": plan.run_id, "window": [plan.window_start, plan.window_end]})
     return {

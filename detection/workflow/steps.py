@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from detection.networks.settings import NetworkSettings
 from detection.scoring.config import DetectionConfig
 from detection.scoring.query import FEATURES, load_query
 from edge.store import EdgeStore
@@ -140,11 +141,13 @@ def plan_run(
     table: str,
     results_uri: str,
     execution: str,
+    query_parameters: Mapping[str, str] | None = None,
 ) -> RunPlan:
     """The run for the window of ``window_minutes`` ending at ``now``. ``table`` is the Glue ``database.table`` of
     the real-time logs. Each execution gets a folder of its own under ``results_uri`` (``s3://bucket/prefix/``;
     UNLOAD wants an empty destination): ``features/`` for the unloaded per-session table, ``pages/`` for the
-    verdict pages."""
+    verdict pages. ``query_parameters``: features.sql's text parameters (``NetworkSettings.query_parameters``; the
+    shipped registry's without)."""
     minutes = _window_minutes(window_minutes)
     if not _TABLE_NAME.match(table):
         raise WorkflowInputError(f"table must be database.table of plain identifiers, not {table!r}")
@@ -170,7 +173,7 @@ def plan_run(
         window_start=start,
         window_end=float(end),
         query=statement,
-        parameters=tuple(query.athena_parameters(start, float(end))),
+        parameters=tuple(query.athena_parameters(start, float(end), query_parameters or NetworkSettings().query_parameters())),
         destination=destination,
         pages=root + "pages/",
     )

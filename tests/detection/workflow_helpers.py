@@ -74,7 +74,7 @@ class AthenaOnDuckDB:
         names = [f"p{i}" for i in range(len(parameters or []))]
         header = f"-- parameters: {', '.join(names)}\n-- partition: dt\n"
         query = Query.from_text("athena", header + match["select"])  # its '?' are bound in order, like Athena's
-        values = {name: float(value) for name, value in zip(names, parameters or [], strict=True)}
+        values = {name: _literal(value) for name, value in zip(names, parameters or [], strict=True)}
         sql = query.duckdb_sql(relation="logs", partition_column=True)
         table = self.con.sql(sql, params=values).to_arrow_table()
         if table.num_rows == 0:
@@ -85,6 +85,13 @@ class AthenaOnDuckDB:
         boto3.client("s3", region_name=REGION).put_object(
             Bucket=bucket, Key=f"{prefix}{uuid.uuid4().hex}", Body=buffer.getvalue()
         )
+
+
+def _literal(value: str) -> float | str:
+    """An ExecutionParameters literal as Athena reads it: quoted text, or a number."""
+    if value.startswith("'") and value.endswith("'") and len(value) >= 2:
+        return value[1:-1].replace("''", "'")
+    return float(value)
 
 
 def pace_queries(times: int) -> None:

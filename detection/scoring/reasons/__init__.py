@@ -15,10 +15,14 @@ from detection.scoring.reasons.concurrent import (
     RenditionsAtOnce,
     SharedSegments,
 )
-from detection.scoring.reasons.movement import ImpossibleTravel, RotatingAddresses, capital_distance_km
+from detection.scoring.reasons.movement import (
+    ImpossibleTravel,
+    RotatingAddresses,
+    TravelBetweenDevices,
+    capital_distance_km,
+)
 from detection.scoring.reasons.pace import Playback, PlaybackRate, playback
 from detection.scoring.reasons.supporting import (
-    DEFAULT_HOSTING_ASNS,
     DEFAULT_TOOL_AGENTS,
     HostingNetwork,
     ToolUserAgent,
@@ -34,6 +38,7 @@ REASONS: tuple[ReasonRule, ...] = (
     RenditionsAtOnce(),
     PlaybackRate(),
     ImpossibleTravel(),
+    TravelBetweenDevices(),
     RotatingAddresses(),
     ChannelsAtOnce(),
     HostingNetwork(),
@@ -45,7 +50,6 @@ BY_CODE: dict[str, ReasonRule] = {reason.code: reason for reason in REASONS}
 __all__ = [
     "BY_CODE",
     "CODES",
-    "DEFAULT_HOSTING_ASNS",
     "DEFAULT_TOOL_AGENTS",
     "REASONS",
     "Evidence",

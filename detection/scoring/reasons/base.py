@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, Field
 
+from detection.networks import NetworkRegistry, default_registry
 from revocation.ledger.base import MAX_REASON_DETAIL, Reason
 
 T = TypeVar("T")
@@ -52,11 +53,13 @@ class Section(BaseModel):
 
 @dataclass
 class Fired:
-    """Where a rule fired (one bool per session), what it adds there, and the per-session values it compared."""
+    """Where a rule fired (one bool per session), what it adds there, the per-session values it compared, and what
+    it compared them with for the whole table (``context``)."""
 
     mask: np.ndarray
     weight: float | np.ndarray
     shown: dict[str, np.ndarray] = field(default_factory=dict)
+    context: dict[str, Any] = field(default_factory=dict)
 
     def value(self, name: str, row: int) -> Any:
         value = self.shown[name][row]
@@ -65,10 +68,12 @@ class Fired:
 
 class SessionTable:
     """The feature table of one window, as the rules read it: numeric columns, the per-minute entries flattened
-    with the row each belongs to, and list columns tested element-wise."""
+    with the row each belongs to, and list columns tested element-wise; and the network registry the rules
+    classify addresses with."""
 
-    def __init__(self, features: pa.Table) -> None:
+    def __init__(self, features: pa.Table, networks: NetworkRegistry | None = None) -> None:
         self.features = features
+        self.networks = networks or default_registry()
         self.rows = features.num_rows
         self._memo: dict[Hashable, Any] = {}
 
@@ -149,6 +154,9 @@ class ReasonRule(ABC):
     code: ClassVar[str]
     Section: ClassVar[type[Section]]
     evidence: ClassVar[Evidence]
+    #: Whether the reason reads addresses and networks as places: it does not fire for a session whose every
+    #: address is in a shared-egress or location-free prefix of the registry (Apple's relay list, say).
+    counts_places: ClassVar[bool] = False
 
     @abstractmethod
     def fire(self, table: SessionTable, section: Any, scored: np.ndarray) -> Fired:

@@ -64,6 +64,7 @@ class NetworksAtOnceSection(Section):
 
 class NetworksAtOnce(MinutesOverThreshold):
     code = "networks_at_once"
+    counts_places = True
     Section = NetworksAtOnceSection
     evidence = Evidence.CONCURRENT
     minute_field, threshold = "asns", "min_asns"
@@ -87,6 +88,7 @@ class AddressesAtOnceSection(Section):
 
 class AddressesAtOnce(MinutesOverThreshold):
     code = "addresses_at_once"
+    counts_places = True
     Section = AddressesAtOnceSection
     evidence = Evidence.CONCURRENT
     minute_field, threshold = "prefixes", "min_prefixes"
@@ -114,6 +116,7 @@ class DevicesAtOnceSection(Section):
 
 class DevicesAtOnce(ReasonRule):
     code = "devices_at_once"
+    counts_places = True
     Section = DevicesAtOnceSection
     evidence = Evidence.CONCURRENT
 

@@ -1,5 +1,9 @@
-"""Reasons that see one session move: between distant countries faster than a person travels, or through many
-addresses over the window, several of them in the same minutes."""
+"""Reasons that see one session move: between distant countries faster than a person travels (and between
+different devices as it does), or through many addresses over the window, several of them in the same minutes.
+
+A move to or from a network whose addresses say nothing about where the viewer is (in-flight, satellite, a
+gateway, a roaming phone's home network, a VPN exit: the registry's location-free classes) is no travel; address
+pools (carriers' NAT, relays, gateways) rotate addresses by design."""
 
 from __future__ import annotations
 
@@ -53,31 +57,37 @@ def capital_distance_km(a: str, b: str) -> float | None:
 
 class ImpossibleTravelSection(Section):
     """A country change faster than a person can travel (resold sessions used in turn in distant countries).
-    Countries within ``min_km`` (capital to capital) are ignored: border areas and geolocation noise."""
+    Countries within ``min_km`` (capital to capital) are ignored: border areas and geolocation noise. Addresses in
+    location-free networks (registry) are left out: an in-flight or satellite gateway, a secure web gateway, a
+    roaming phone's home network or a VPN exit is not where the viewer is."""
 
     max_speed_kmh: float = Field(1000, gt=0, description="Fastest plausible travel, airliner speed.")
     min_km: float = Field(800, ge=0, description="Ignore moves between countries closer than this.")
     min_requests: int = Field(3, ge=1, description="Served requests needed on each side of the move.")
 
 
-def fastest_move(cells: list[dict[str, Any]] | None, section: ImpossibleTravelSection) -> dict[str, Any] | None:
-    """The fastest impossible move of a session from one country to another, or None.
+def impossible_moves(
+    cells: list[dict[str, Any]] | None, section: ImpossibleTravelSection, location_free: frozenset[int] = frozenset()
+) -> list[dict[str, Any]]:
+    """Every impossible move of a session from one country to another, fastest first.
 
     ``cells`` are (first_seen, last_seen, country, requests) of each address the session was served at (with at
     least ``min_requests``). A move is an address in one country whose service ended before an address in another
     country began: it took ``later.first_seen - earlier.last_seen`` seconds over the distance between the
     countries' capitals. Addresses served at the same time are two places at once, the countries_at_once rule's
-    business, and are not moves."""
+    business, and are not moves; addresses in ``location_free`` networks are not places. Each move says whether
+    the two addresses were played by different user agents (``devices_differ``: none in common)."""
     if not cells:
-        return None
+        return []
     spans = sorted(
-        (c["first_seen"], c["last_seen"], c["country"])
+        (c["first_seen"], c["last_seen"], c["country"], frozenset(filter(None, (c.get("ua_lo"), c.get("ua_hi")))))
         for c in cells
         if c.get("country") and (c.get("requests") or 0) >= section.min_requests
+        and c.get("asn") not in location_free
     )
-    worst: dict[str, Any] | None = None
-    for first_b, _last_b, b in spans:
-        for _first_a, last_a, a in spans:
+    moves: list[dict[str, Any]] = []
+    for first_b, _last_b, b, agents_b in spans:
+        for _first_a, last_a, a, agents_a in spans:
             if a == b or last_a > first_b:
                 continue
             km = capital_distance_km(a, b)
@@ -85,28 +95,44 @@ def fastest_move(cells: list[dict[str, Any]] | None, section: ImpossibleTravelSe
                 continue
             gap = first_b - last_a
             kmh = km / max(gap, 1.0) * 3600.0
-            if kmh > section.max_speed_kmh and (worst is None or kmh > worst["speed_kmh"]):
-                worst = {"from": a, "to": b, "km": round(km), "seconds": round(gap, 1), "speed_kmh": round(kmh)}
-    return worst
+            if kmh > section.max_speed_kmh:
+                moves.append({"from": a, "to": b, "km": round(km), "seconds": round(gap, 1), "speed_kmh": round(kmh),
+                              "at": round(first_b, 3),
+                              "devices_differ": bool(agents_a and agents_b and not agents_a & agents_b)})
+    return sorted(moves, key=lambda m: -m["speed_kmh"])
+
+
+def _moves_column(table: SessionTable, section: ImpossibleTravelSection, scored: np.ndarray) -> np.ndarray:
+    """Per session: its impossible moves (an empty list for most: only sessions seen in several countries are
+    looked at, in Python). Computed once per table and section (two reasons read it)."""
+
+    def compute() -> np.ndarray:
+        moves = np.empty(table.rows, dtype=object)
+        moves[:] = [[] for _ in range(table.rows)]
+        if "country_cells" in table.features.column_names:
+            candidates = np.flatnonzero((table.numbers("distinct_countries") >= 2) & scored)
+            if len(candidates):
+                cells = table.features["country_cells"].take(pa.array(candidates)).to_pylist()
+                free = table.networks.location_free_asns
+                for row, session_cells in zip(candidates, cells, strict=True):
+                    moves[row] = impossible_moves(session_cells, section, free)
+        return moves
+
+    return table.memo(("moves", section, scored.tobytes()), compute)
 
 
 class ImpossibleTravel(ReasonRule):
     code = "impossible_travel"
+    counts_places = True
     Section = ImpossibleTravelSection
     evidence = Evidence.SEQUENTIAL
 
     def fire(self, table: SessionTable, section: Any, scored: np.ndarray) -> Fired:
-        moves = np.full(table.rows, None, dtype=object)
-        if "country_cells" in table.features.column_names:  # only sessions seen in several countries, in Python
-            candidates = np.flatnonzero((table.numbers("distinct_countries") >= 2) & scored)
-            if len(candidates):
-                cells = table.features["country_cells"].take(pa.array(candidates)).to_pylist()
-                for row, session_cells in zip(candidates, cells, strict=True):
-                    moves[row] = fastest_move(session_cells, section)
-        return Fired(moves != None, section.weight, {"move": moves})  # noqa: E711 - element-wise on objects
+        moves = _moves_column(table, section, scored)
+        return Fired(np.array([bool(m) for m in moves], dtype=bool), section.weight, {"moves": moves})
 
     def explain(self, record: Mapping[str, Any], row: int, section: Any, fired: Fired) -> Reason:
-        move = fired.shown["move"][row]
+        move = fired.shown["moves"][row][0]
         thresholds = {"max_speed_kmh": section.max_speed_kmh, "min_km": section.min_km,
                       "min_requests": section.min_requests}
         detail = (f"moved {move['from']} -> {move['to']} ({move['km']} km) in {move['seconds']} s: "
@@ -114,9 +140,44 @@ class ImpossibleTravel(ReasonRule):
         return self.reason(detail, section.weight, dict(move), thresholds)
 
 
+class TravelBetweenDevicesSection(ImpossibleTravelSection):
+    """Impossible moves between *different devices*, again and again: the session hops between distant countries
+    faster than anyone travels, and each time a device with none of the other side's user agents takes over. One
+    viewer who switches a VPN, boards a plane or roams keeps their device; casting overlaps in time and stays in one
+    place. Two devices in two distant places are two players, so this corroborates; one such move may be a cast
+    from a phone on a VPN, so it takes ``min_moves`` (in the window, between at least three places in turn)."""
+
+    min_moves: int = Field(2, ge=1, description="Impossible moves with a change of device.")
+
+
+class TravelBetweenDevices(ReasonRule):
+    code = "travel_between_devices"
+    counts_places = True
+    Section = TravelBetweenDevicesSection
+    evidence = Evidence.CONCURRENT
+
+    def fire(self, table: SessionTable, section: Any, scored: np.ndarray) -> Fired:
+        moves = _moves_column(table, section, scored)
+        # moves arriving at distinct times: the legs of a session in turn (one arrival may be reached from several)
+        hops = np.array([len({m["at"] for m in row if m["devices_differ"]}) for row in moves], dtype=np.int64)
+        return Fired(hops >= section.min_moves, section.weight, {"hops": hops, "moves": moves})
+
+    def explain(self, record: Mapping[str, Any], row: int, section: Any, fired: Fired) -> Reason:
+        hops = int(fired.value("hops", row))
+        moves = [m for m in fired.shown["moves"][row] if m["devices_differ"]]
+        arrivals = {m["at"]: m for m in sorted(moves, key=lambda m: (m["at"], m["speed_kmh"]))}  # one per arrival
+        ordered = [arrivals[at] for at in sorted(arrivals)]
+        route = " -> ".join([ordered[0]["from"], *(m["to"] for m in ordered)][:8])
+        values = {"moves": hops, "fastest_kmh": moves[0]["speed_kmh"], "route": route}
+        thresholds = {"min_moves": section.min_moves, "max_speed_kmh": section.max_speed_kmh, "min_km": section.min_km}
+        detail = f"{hops} impossible moves, each to another device ({route}); fastest {moves[0]['speed_kmh']} km/h"
+        return self.reason(detail, section.weight, values, thresholds)
+
+
 class RotatingAddressesSection(Section):
     """Many prefixes over the window, several of them in the same minutes: one player behind rotating
-    residential proxies. A phone on the move changes address a few times, one after another."""
+    residential proxies. A phone on the move changes address a few times, one after another; a session entirely
+    in address pools (carriers' NAT, relays, gateways: registry) rotates by design and is left out."""
 
     min_prefixes: int = Field(8, ge=2, description="Distinct prefixes over the window.")
     min_prefixes_per_minute: int = Field(3, ge=1, description="...with this many in at least one minute.")
@@ -127,6 +188,7 @@ class RotatingAddressesSection(Section):
 
 class RotatingAddresses(ReasonRule):
     code = "rotating_addresses"
+    counts_places = True
     Section = RotatingAddressesSection
     evidence = Evidence.SEQUENTIAL
 
@@ -135,7 +197,10 @@ class RotatingAddresses(ReasonRule):
             table.numbers("max_prefixes_per_minute") >= section.min_prefixes_per_minute
         )
         several_networks = table.numbers("distinct_asns") >= 2
-        return Fired(rotating, np.where(several_networks, section.weight, section.single_network_weight))
+        pools = np.asarray(sorted(table.networks.address_pool_asns), dtype=np.int64)
+        outside_pools = table.any_listed("asns", lambda v: ~np.isin(np.asarray(v.fill_null(-1).to_numpy(),
+                                                                                dtype=np.int64), pools))
+        return Fired(rotating & outside_pools, np.where(several_networks, section.weight, section.single_network_weight))
 
     def explain(self, record: Mapping[str, Any], row: int, section: Any, fired: Fired) -> Reason:
         single = (record.get("distinct_asns") or 0) < 2

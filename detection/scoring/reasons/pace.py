@@ -1,4 +1,4 @@
-"""Faster than real time: a session fetching more segments a minute than real-time playback of its channel."""
+"""Faster than real time: a session advancing through its title or channel faster than real-time playback."""
 
 from __future__ import annotations
 
@@ -16,40 +16,42 @@ from revocation.ledger.base import Reason
 
 
 class PlaybackRateSection(Section):
-    """More segments per minute than real-time playback of the channel: several players on one session, or a
-    download faster than real time. A session's pace is the median of its segment fetches per minute over its
-    interior minutes (not the first or last minute it was seen: startup bursts and partial minutes). A channel's
-    real-time pace comes from the other sessions that play only that channel: a low quantile (``crowd_quantile``) of
-    their busiest interior minute (pauses, stalls and partial minutes only ever lower a minute; a low quantile keeps
-    the channel's fast sessions - pirates cluster on popular content - from raising it). With fewer than
-    ``crowd_min_sessions`` others the speed must reach ``min_speed * small_crowd_factor``; with none, one segment
-    per ``fallback_segment_seconds`` is assumed. A crowd pace is never taken below one segment per
+    """Sustained advance through the media faster than real time: a download (a ripper pulling a title at 1.3x or
+    more), or several players of one title at different positions. Pace is media, not requests: per minute, the
+    segments the session advanced through (features.sql ``advance``: retries, rendition switches and byte ranges
+    add requests, not media; players at the live edge share one position). A session's pace is the median of its
+    interior minutes (not its first or last: startup bursts and partial minutes), so a buffer refill or a seek moves
+    one minute, not the median. A title's real-time pace is the median pace of the *other* sessions that play only
+    it, each over the minutes it was playing (real players advance at real time once their buffer is full; a pause
+    must not slow the reference; a median ignores the few fast ones). With fewer
+    than ``crowd_min_sessions`` others the speed must reach ``min_speed * small_crowd_factor``; with none, one
+    segment per ``fallback_segment_seconds`` is assumed. A crowd pace is never taken below one segment per
     ``max_segment_seconds``: a paused crowd is not real time."""
 
-    min_speed: float = Field(2.0, gt=1, description="Session pace over the channel's real-time pace.")
-    min_minutes: int = Field(2, ge=1, description="Interior minutes needed to judge the pace.")
-    crowd_min_sessions: int = Field(3, ge=1, description="Other sessions of the channel for the plain threshold.")
+    min_speed: float = Field(1.25, gt=1, description="Session pace over the title's real-time pace.")
+    min_minutes: int = Field(3, ge=1, description="Interior minutes needed to judge the pace (sustained).")
+    crowd_min_sessions: int = Field(3, ge=1, description="Other sessions of the title for the plain threshold.")
     crowd_min_minutes: int = Field(2, ge=1, description="Interior minutes a session needs to count in the crowd.")
-    crowd_quantile: float = Field(0.25, ge=0, le=0.5, description="Quantile of the crowd's busiest minutes.")
+    crowd_quantile: float = Field(0.5, ge=0, le=0.5, description="Quantile of the crowd's paces (the median).")
     small_crowd_factor: float = Field(1.5, ge=1, description="Threshold factor with fewer other sessions.")
     fallback_segment_seconds: float = Field(
         2.0,
         gt=0,
-        description="Segment duration assumed for a channel nobody else plays: the shortest in common use, so the "
+        description="Segment duration assumed for a title nobody else plays: the shortest in common use, so the "
         "speed is never overestimated.",
     )
     max_segment_seconds: float = Field(
         10.0,
         gt=0,
         description="Longest segment duration in common use (HLS target durations are 2-10 s): real-time playback "
-        "fetches at least 60 / this many segments a minute, so a crowd pace below that is a paused or stalled crowd "
+        "advances at least 60 / this many segments a minute, so a crowd pace below that is a paused or stalled crowd "
         "and is raised to it (one paused viewer must not make everyone else look fast).",
     )
 
 
 @dataclass(frozen=True)
 class Playback:
-    """Per session: its pace (median segments per interior minute), its main channel's real-time pace (NaN when
+    """Per session: its pace (median advance, in segments, per interior minute), its main channel's real-time pace (NaN when
     nobody else plays it), how many other sessions that pace comes from, its speed against real time, the speed
     it must reach, and its interior minutes. Verdicts show these whether or not the reason is enabled."""
 
@@ -63,37 +65,40 @@ class Playback:
 
 
 def _paces(
-    parents: np.ndarray, minute: np.ndarray, segments: np.ndarray, rows: int
+    parents: np.ndarray, minute: np.ndarray, advance: np.ndarray, rows: int, playing: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per session, over its interior minutes (not its first or last minute; minutes without a pace left out):
-    the median segment fetches per minute (its pace), the most in one minute (its pace as a reference for others:
-    pauses and stalls only lower a minute), and how many interior minutes there are."""
+    the median advance per minute (its pace), the median over the minutes it was playing (advancing at least
+    ``playing`` segments: its pace as a reference for others, which a pause must not lower), and how many interior
+    minutes there are."""
     pace = np.full(rows, np.nan)
-    peak = np.full(rows, np.nan)
+    reference = np.full(rows, np.nan)
     interior = np.zeros(rows, dtype=np.int64)
     if len(parents) == 0:
-        return pace, peak, interior
+        return pace, reference, interior
     first = np.full(rows, np.iinfo(np.int64).max)
     last = np.full(rows, np.iinfo(np.int64).min)
     minute = minute.astype(np.int64)
     np.minimum.at(first, parents, minute)
     np.maximum.at(last, parents, minute)
-    inside = (minute > first[parents]) & (minute < last[parents]) & ~np.isnan(segments)
-    frame = pd.DataFrame({"row": parents[inside], "segments": segments[inside]})
-    grouped = frame.groupby("row", sort=False)["segments"].agg(["median", "max", "size"])
+    inside = (minute > first[parents]) & (minute < last[parents]) & ~np.isnan(advance)
+    frame = pd.DataFrame({"row": parents[inside], "advance": advance[inside]})
+    grouped = frame.groupby("row", sort=False)["advance"].agg(["median", "size"])
     index = grouped.index.to_numpy()
     pace[index] = grouped["median"].to_numpy()
-    peak[index] = grouped["max"].to_numpy()
     interior[index] = grouped["size"].to_numpy()
-    return pace, peak, interior
+    active = frame[frame["advance"] >= playing].groupby("row", sort=False)["advance"].agg(["median", "size"])
+    steady = active[active["size"] >= 2]  # a reference needs two playing minutes
+    reference[steady.index.to_numpy()] = steady["median"].to_numpy()
+    return pace, reference, interior
 
 
 def _channel_paces(
     channel: np.ndarray, reference: np.ndarray, usable: np.ndarray, quantile: float
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Per session: the real-time pace of its main channel - the ``quantile`` of the reference paces of the *other*
-    sessions that play only that channel - and how many other sessions that is (NaN and 0 without any). A low
-    quantile keeps the fast sessions of a channel (pirates cluster on popular content) from raising its pace."""
+    """Per session: the real-time pace of its main channel - the ``quantile`` of the paces of the *other* sessions
+    that play only that channel - and how many other sessions that is (NaN and 0 without any). The median keeps the
+    few fast sessions of a channel (pirates cluster on popular content) from raising its pace."""
     rows = len(reference)
     result = np.full(rows, np.nan)
     others = np.zeros(rows, dtype=np.int64)
@@ -126,12 +131,14 @@ def playback(table: SessionTable, section: PlaybackRateSection) -> Playback:
 
 def _playback(table: SessionTable, section: PlaybackRateSection) -> Playback:
     channels = table.objects("main_channel")
-    pace, peak, interior = _paces(table.minute_rows, table.per_minute("minute"),
-                                  table.per_minute("paced_segments", np.nan), table.rows)
-    usable = (table.numbers("distinct_channels") == 1) & (interior >= section.crowd_min_minutes) & pd.notna(channels)
-    channel_pace, crowd = _channel_paces(channels, peak, usable, section.crowd_quantile)
+    floor = 60.0 / section.max_segment_seconds
+    pace, reference, interior = _paces(table.minute_rows, table.per_minute("minute"),
+                                       table.per_minute("advance", np.nan), table.rows, floor)
+    usable = ((table.numbers("distinct_channels") == 1) & (interior >= section.crowd_min_minutes)
+              & pd.notna(channels) & ~np.isnan(reference))
+    channel_pace, crowd = _channel_paces(channels, reference, usable, section.crowd_quantile)
     realtime = np.where(np.isnan(channel_pace), 60.0 / section.fallback_segment_seconds,
-                        np.maximum(channel_pace, 60.0 / section.max_segment_seconds))
+                        np.maximum(channel_pace, floor))
     with np.errstate(divide="ignore", invalid="ignore"):
         speed = np.where(realtime > 0, np.nan_to_num(pace) / realtime, 0.0)
     needed = np.where(crowd >= section.crowd_min_sessions, section.min_speed,
@@ -164,6 +171,6 @@ class PlaybackRate(ReasonRule):
         basis = (f"the {values['realtime_segments_per_minute']} of real-time playback of {values['channel']} (from "
                  f"{values['channel_sessions']} other session(s))" if known else
                  f"{60 / section.fallback_segment_seconds:g} assumed (nobody else plays {values['channel']})")
-        detail = (f"{values['speed']}x real-time playback: {values['segments_per_minute']} segments per minute "
-                  f"against {basis}")
+        detail = (f"{values['speed']}x real-time playback: advanced {values['segments_per_minute']} segments per "
+                  f"minute against {basis}")
         return self.reason(detail, section.weight, values, thresholds)

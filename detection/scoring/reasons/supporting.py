@@ -11,30 +11,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import Field, field_validator
 
+from detection.networks import NetworkClass
 from detection.scoring.reasons.base import Evidence, Fired, ReasonRule, Section, SessionTable
 from revocation.ledger.base import Reason
-
-#: Cloud and hosting networks where restreaming servers usually run (supporting evidence only: VPNs and some
-#: legitimate set-top services egress there too).
-DEFAULT_HOSTING_ASNS: tuple[int, ...] = (
-    16509,  # Amazon
-    14618,  # Amazon
-    15169,  # Google
-    396982,  # Google Cloud
-    8075,  # Microsoft
-    14061,  # DigitalOcean
-    24940,  # Hetzner
-    16276,  # OVH
-    63949,  # Akamai Connected Cloud (Linode)
-    20473,  # Vultr (Choopa)
-    9009,  # M247
-    60781,  # LeaseWeb
-    51167,  # Contabo
-    12876,  # Scaleway
-    31898,  # Oracle Cloud
-    45102,  # Alibaba Cloud
-    132203,  # Tencent Cloud
-)
 
 #: User-agent fragments of download and restreaming tools (case-insensitive; supporting evidence only).
 DEFAULT_TOOL_AGENTS: tuple[str, ...] = (
@@ -55,10 +34,15 @@ DEFAULT_TOOL_AGENTS: tuple[str, ...] = (
 
 
 class HostingNetworkSection(Section):
-    """Served from a cloud or hosting network (supporting evidence: restreamers usually run there)."""
+    """Served from a cloud, hosting or VPN network (supporting evidence: restreamers usually run there). The
+    networks are the registry's ``hosting`` and ``vpn`` classes, plus ``asns``."""
 
     weight: float = Field(0.3, ge=0, le=10, description="What the reason adds to the score (supporting evidence).")
-    asns: frozenset[int] = Field(frozenset(DEFAULT_HOSTING_ASNS), description="Hosting ASNs.")
+    asns: frozenset[int] = Field(frozenset(), description="Hosting ASNs besides the registry's hosting and vpn.")
+
+
+def hosting_asns(table: SessionTable, section: HostingNetworkSection) -> frozenset[int]:
+    return table.networks.asns(lambda c: c in (NetworkClass.HOSTING, NetworkClass.VPN)) | section.asns
 
 
 class HostingNetwork(ReasonRule):
@@ -67,14 +51,15 @@ class HostingNetwork(ReasonRule):
     evidence = Evidence.SUPPORTING
 
     def fire(self, table: SessionTable, section: Any, scored: np.ndarray) -> Fired:
-        listed = np.asarray(sorted(section.asns), dtype=np.int64)
+        networks = hosting_asns(table, section)
+        listed = np.asarray(sorted(networks), dtype=np.int64)
         hosting = table.any_listed(
             "asns", lambda v: np.isin(np.asarray(pc.fill_null(v, -1).to_numpy(), dtype=np.int64), listed)
         )
-        return Fired(hosting, section.weight)
+        return Fired(hosting, section.weight, context={"asns": networks})
 
     def explain(self, record: Mapping[str, Any], row: int, section: Any, fired: Fired) -> Reason:
-        listed = sorted(set(record.get("asns") or ()) & set(section.asns))
+        listed = sorted(set(record.get("asns") or ()) & fired.context["asns"])
         detail = "served to a hosting/cloud network " + ", ".join(f"AS{a}" for a in listed)
         return self.reason(detail, section.weight, {"asns": listed}, {})
 

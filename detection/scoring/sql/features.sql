@@ -5,9 +5,11 @@
 -- twice, Athena would evaluate it twice), so neither engine reads the logs more than once, and the one big
 -- aggregation (`parts`) shrinks the rows about twentyfold before anything else happens.
 --
--- parameters: window_start, window_end, window_start, window_end
---   Positional (`?`), epoch seconds, end exclusive: the window predicate, then the partition predicate, both in
---   `windowed`. Athena ExecutionParameters: ["<start>", "<end>", "<start>", "<end>"].
+-- parameters: window_start, window_end, window_start, window_end, shared_egress_asns
+--   Positional (`?`): epoch seconds, end exclusive: the window predicate, then the partition predicate, both in
+--   `windowed`; then the ASNs of shared-egress networks (privacy relays, secure web gateways: the network registry)
+--   as text, each between commas: ',36183,13335,'. Athena ExecutionParameters: ["<start>", "<end>", "<start>",
+--   "<end>", "',36183,13335,'"].
 -- partition: dt
 --   `logs` has one column per real-time log field, snake_case (cs-uri-stem -> cs_uri_stem), and on Athena the
 --   projected partition `dt` = the Firehose hour folder 'yyyy/MM/dd/HH' (UTC); the partition predicate reads every
@@ -162,6 +164,9 @@ served AS (
 address_groups AS (
   SELECT
     served.*,
+    -- an address of a shared-egress network is one place: a relay or gateway spreads one viewer over several
+    -- addresses (and networks) at once and in turn, so they count as one prefix and one network at once
+    strpos(?, ',' || CAST(asn AS VARCHAR) || ',') > 0 AS shared_egress,
     CASE WHEN v6_head = '' THEN 0 ELSE length(v6_head) - length(replace(v6_head, ':', '')) + 1 END AS v6_head_n,
     CASE WHEN v6_tail = '' THEN 0 ELSE length(v6_tail) - length(replace(v6_tail, ':', '')) + 1 END AS v6_tail_n
   FROM served
@@ -170,8 +175,10 @@ addressed AS (
   SELECT
     address_groups.*,
     -- The network prefix: /24 for IPv4, /48 for IPv6 (the first three groups, '::' expanded, leading zeros dropped).
+    CASE WHEN shared_egress THEN -1 ELSE asn END AS network,
     CASE
       WHEN c_ip IS NULL THEN NULL
+      WHEN shared_egress THEN 'shared-egress'
       WHEN strpos(c_ip, ':') = 0 THEN
         split_part(c_ip, '.', 1) || '.' || split_part(c_ip, '.', 2) || '.' || split_part(c_ip, '.', 3) || '.0/24'
       ELSE
@@ -219,13 +226,18 @@ facets AS (
     array_agg(token) FILTER (WHERE NOT by_cell AND token IS NOT NULL) AS tokens,
     count(c_ip) FILTER (WHERE by_cell) AS ips,
     cardinality(array_distinct(array_agg(prefix) FILTER (WHERE by_cell AND prefix IS NOT NULL))) AS prefixes,
-    cardinality(array_distinct(array_agg(asn) FILTER (WHERE by_cell AND asn IS NOT NULL))) AS asns,
+    cardinality(array_distinct(array_agg(network) FILTER (WHERE by_cell AND network IS NOT NULL))) AS asns,
     cardinality(array_distinct(array_agg(country) FILTER (WHERE by_cell AND country IS NOT NULL))) AS countries,
-    -- segments of the minute when every address that fetched segments fetched one and the same channel (a minute
-    -- of zapping or multi-view is left out of the pace: channels are not comparable)
+    -- the media the session advanced through in the minute, in segments, when every address that fetched segments
+    -- fetched one and the same channel (a minute of zapping or multi-view is left out: channels are not
+    -- comparable): the least of its segment fetches, of the sequence numbers each address spanned, summed, and of
+    -- the numbers the session spanned. Retries, rendition switches and byte ranges add fetches, not numbers;
+    -- players at the same position (the live edge) span one range; players at different positions of a title add
+    -- their spans; numbers that are times ($Time$) or jumps (seeks) make spans large and leave the fetches.
     CASE WHEN count(c_ip) FILTER (WHERE segments > 0 AND channel_min <> channel_max) = 0
-              AND min(channel_min) = max(channel_max)
-         THEN sum(segments) END AS paced_segments,
+              AND min(channel_min) = max(channel_max) AND min(seq_min) IS NOT NULL
+         THEN least(sum(segments), sum(seq_span) FILTER (WHERE segments > 0), max(seq_max) - min(seq_min) + 1)
+         END AS advance,
     -- renditions fetched at once by one address: its segment fetches per sequence number of its one channel
     max(CAST(segments AS DOUBLE) / seq_span) FILTER (WHERE seq_span >= 3 AND channel_min = channel_max)
       AS renditions_at_once,
@@ -276,9 +288,10 @@ sessions AS (
     array_sort(array_distinct(array_agg(ua_lo) FILTER (WHERE facet = 'address' AND ua_lo IS NOT NULL)
                               || array_agg(ua_hi) FILTER (WHERE facet = 'address' AND ua_hi IS NOT NULL)))
       AS user_agent_list,
-    -- where and when each address was served, for travel
-    array_agg(CAST(ROW(first_seen, last_seen, country, requests)
-                   AS ROW(first_seen DOUBLE, last_seen DOUBLE, country VARCHAR, requests BIGINT)))
+    -- where, when, in which network and by which user agents each address was served, for travel
+    array_agg(CAST(ROW(first_seen, last_seen, country, requests, asn, ua_lo, ua_hi)
+                   AS ROW(first_seen DOUBLE, last_seen DOUBLE, country VARCHAR, requests BIGINT, asn BIGINT,
+                          ua_lo VARCHAR, ua_hi VARCHAR)))
       FILTER (WHERE facet = 'address' AND country IS NOT NULL) AS country_cells,
     slice(array_sort(array_agg(c_ip) FILTER (WHERE facet = 'address' AND c_ip IS NOT NULL)), 1, 50) AS ip_list,
     -- the channel of the address that fetched the most segments of one channel; a tie goes to the alphabetically
@@ -295,10 +308,10 @@ sessions AS (
     max(cmcd_sessions) FILTER (WHERE facet = 'minute') AS max_cmcd_sessions,
     -- one row per active minute, in order
     array_sort(array_agg(CAST(
-      ROW(minute, segments, paced_segments, ips, prefixes, asns, countries, coalesce(renditions_at_once, 0),
+      ROW(minute, segments, advance, ips, prefixes, asns, countries, coalesce(renditions_at_once, 0),
           shared_segments, coalesce(channels_apart, false), coalesce(cmcd_sessions, 0),
           coalesce(CAST(cmcd_overlap AS DOUBLE), 0))
-      AS ROW(minute BIGINT, segments BIGINT, paced_segments BIGINT, ips BIGINT, prefixes BIGINT, asns BIGINT,
+      AS ROW(minute BIGINT, segments BIGINT, advance BIGINT, ips BIGINT, prefixes BIGINT, asns BIGINT,
              countries BIGINT, renditions_at_once DOUBLE, shared_segments BIGINT, channels_apart BOOLEAN,
              cmcd_sessions BIGINT, cmcd_overlap DOUBLE)))
       FILTER (WHERE facet = 'minute' AND minute IS NOT NULL)) AS per_minute,
@@ -337,7 +350,7 @@ SELECT
   channel_list AS channels,
   user_agent_list AS user_agents,
   ip_list AS ips,
-  -- (first_seen, last_seen, country, requests) of each address, for travel: only when the session moved (in order,
+  -- (first_seen, last_seen, country, requests, asn, ua_lo, ua_hi) of each address, for travel: only when the session moved (in order,
   -- so that one window always gives the same rows)
   CASE WHEN coalesce(cardinality(country_list), 0) > 1 THEN array_sort(country_cells) END AS country_cells,
   per_minute,

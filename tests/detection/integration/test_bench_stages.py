@@ -43,7 +43,8 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, tuple[float,
 def run(sql: str, root: Path, window: tuple[float, float]) -> list[tuple]:
     con = duckdb.connect()
     with open_logs(root, con, window=window) as logs:
-        return logs.run(lambda c: c.execute(sql, load_query(FEATURES).values(*window)).fetchall())
+        values = {k: v for k, v in load_query(FEATURES).values(*window).items() if f"${k}" in sql}  # what the cut uses
+        return logs.run(lambda c: c.execute(sql, values).fetchall())
 
 
 def test_reading_only_reads_every_column_the_features_read_and_computes_nothing(bench, corpus) -> None:

@@ -55,8 +55,10 @@ def test_the_text_is_trino_and_declares_its_parameters(name: str) -> None:
     query = load_query(name)
     assert name in queries()
     tree = sqlglot.parse_one(query.text, read="trino")  # parses as Athena/Trino
-    assert len(list(tree.find_all(exp.Placeholder))) == len(query.parameters) == 4
-    assert query.parameters == ("window_start", "window_end", "window_start", "window_end")
+    window = ("window_start", "window_end", "window_start", "window_end")
+    extra = ("shared_egress_asns",) if name == FEATURES else ()
+    assert len(list(tree.find_all(exp.Placeholder))) == len(query.parameters) == len(window + extra)
+    assert query.parameters == window + extra
     assert query.partition == "dt"
     # round trip through the Trino generator, and transpilation that refuses anything DuckDB lacks
     text = tree.sql(dialect="trino", comments=False)
@@ -129,11 +131,16 @@ def test_the_partition_predicate_prunes_when_the_relation_has_dt() -> None:
 
 def test_athena_text_and_parameters() -> None:
     query = load_query(FEATURES)
-    assert query.athena_parameters(T0, T0 + 600) == [repr(float(T0)), repr(float(T0 + 600))] * 2
+    window = [repr(float(T0)), repr(float(T0 + 600))] * 2
+    shipped = "',13335,36183,36692,53813,54113,55256,62044,'"  # the shipped registry's shared-egress networks
+    assert query.athena_parameters(T0, T0 + 600) == [*window, shipped]
+    assert query.athena_parameters(T0, T0 + 600, {"shared_egress_asns": ",1,o'k,"}) == [*window, "',1,o''k,'"]
+    with pytest.raises(QueryError, match="must be text"):
+        query.athena_parameters(T0, T0 + 600, {"shared_egress_asns": 5})  # type: ignore[dict-item]
     text = query.athena_sql("cf_logs.realtime")
     tree = sqlglot.parse_one(text, read="trino")
     assert {t.sql() for t in tree.find_all(exp.Table) if t.name == "realtime"} == {"cf_logs.realtime"}
-    assert len(list(tree.find_all(exp.Placeholder))) == 4
+    assert len(list(tree.find_all(exp.Placeholder))) == 5
     with pytest.raises(QueryError):
         query.athena_sql("logs; DROP TABLE x")
     with pytest.raises(QueryError):

@@ -26,6 +26,7 @@ END = T0 + 600  # the window: the ten minutes [T0, END)
 PHONE = "ExampleTV/5.3.0 (iPhone; iOS 17.3; Scale/3.00)"
 DESKTOP = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0 Safari/537.36"
 CAST = "Mozilla/5.0 (X11; Linux aarch64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/122.0 Safari/537.36 CrKey/1.56"
+ROKU = "Roku/DVP-12.5 (12.5.0.4178-46)"
 
 
 def sid(name: str) -> str:
@@ -97,6 +98,17 @@ def pirates() -> list[dict]:
     reqs += playback(s, at("198.51.100.40"), start=T0 + 30, duration=200, token=token)
     reqs += playback(s, at("73.15.2.2", asn=7922, country="US"), start=T0 + 250, duration=340, token=token)
 
+    s = sid("slow ripper")  # a VOD title pulled at 1.4x real time, one rendition, from a home line, browser agent
+    reqs += playback(s, at("73.12.2.9", asn=7922, country="US"), start=T0 + 40, duration=520, channel="vod-1001",
+                     segment_seconds=6.0, live=False, speed=1.4, first_segment=30)  # fmt: skip
+
+    s = sid("resale devices")  # resold in turn: a desktop in Germany, a TV in the US, a phone in Japan
+    token = session_token(s, iat=T0 - 60, exp=T0 + 4 * 3600, paths=["/ch01-news/"])
+    legs = ((at("198.51.100.60"), 30, 170), (at("73.16.2.2", asn=7922, country="US", ua=ROKU), 215, 170),
+            (at("126.1.2.3", asn=2516, country="JP", ua=PHONE), 400, 190))
+    for viewer, start, duration in legs:
+        reqs += playback(s, viewer, start=T0 + start, duration=duration, token=token)
+
     s = sid("resale proxy")  # one player behind rotating residential proxies
     homes = [at(f"100.{100 + k}.{k}.9", asn=(3320, 3209, 6805)[k % 3]) for k in range(12)]
     player = playback(s, homes[0], start=T0 + 20, duration=560, channel="ch02-sports", segment_seconds=2.0)
@@ -127,6 +139,27 @@ def lookalikes() -> list[dict]:
     s = sid("privacy relay")  # one player, egress through two relay networks, 3 addresses, one country
     relays = [at("172.224.1.1", asn=36183), at("104.28.1.1", asn=13335), at("172.224.9.1", asn=36183)]
     reqs += spread(playback(s, relays[0], start=T0 + 30, duration=560), relays, block=3)
+
+    s = sid("relay parallel egress")  # Safari on iCloud Private Relay: each connection on its own partner egress
+    relays = [at("172.224.1.9", asn=36183), at("104.28.7.1", asn=13335), at("146.75.1.1", asn=54113),
+              at("172.225.4.2", asn=36183), at("104.28.9.3", asn=13335)]
+    reqs += spread(playback(s, relays[0], start=T0 + 30, duration=560, channel="ch02-sports", segment_seconds=2.0),
+                   relays, block=1)
+
+    s = sid("in flight")  # a phone at the gate at home, then on the plane's Wi-Fi, which geolocates to the US
+    reqs += playback(s, at("198.51.100.61", ua=PHONE), start=T0 + 30, duration=150)
+    reqs += playback(s, at("8.24.1.7", asn=22351, country="US", ua=PHONE), start=T0 + 230, duration=350,
+                     master=False, first_segment=int((T0 + 230) // 4))  # fmt: skip
+
+    s = sid("roaming phone")  # abroad in Spain: roaming data is routed home (a US carrier), then the hotel's Wi-Fi
+    reqs += playback(s, at("172.58.1.7", asn=21928, country="US", ua=PHONE), start=T0 + 30, duration=200)
+    reqs += playback(s, at("88.1.2.3", asn=3352, country="ES", ua=PHONE), start=T0 + 245, duration=340,
+                     master=False, first_segment=int((T0 + 245) // 4))  # fmt: skip
+
+    s = sid("vpn then cast")  # a phone on a VPN (exit in the US), then cast to the TV at home in Germany
+    reqs += playback(s, at("89.187.1.7", asn=60068, country="US", ua=PHONE), start=T0 + 30, duration=200)
+    reqs += playback(s, at("198.51.100.62", ua=CAST), start=T0 + 240, duration=345, master=False,
+                     first_segment=int((T0 + 240) // 4))  # fmt: skip
 
     s = sid("wifi lte dual stack")  # Wi-Fi (IPv4 and IPv6 alternating), then LTE of another provider
     home = [at("100.93.1.7", ua=PHONE), at("2001:db8:3320:17::7", ua=PHONE)]
@@ -248,7 +281,9 @@ PIRATE_CASES = [
     ("neighbours", "shared_segments"),
     ("restreamer all renditions", "renditions_at_once"),
     ("ripper", "playback_rate"),
+    ("slow ripper", "playback_rate"),
     ("resale travel", "impossible_travel"),
+    ("resale devices", "travel_between_devices"),
     ("resale proxy", "rotating_addresses"),
     ("multi channel", "channels_at_once"),
     ("quiet leak", "devices_at_once"),
@@ -256,6 +291,11 @@ PIRATE_CASES = [
 ]
 LOOKALIKE_CASES = [
     ("privacy relay", "countries_at_once"),
+    ("relay parallel egress", "networks_at_once"),
+    ("relay parallel egress", "addresses_at_once"),
+    ("in flight", "impossible_travel"),
+    ("roaming phone", "impossible_travel"),
+    ("vpn then cast", "travel_between_devices"),
     ("wifi lte dual stack", "networks_at_once"),
     ("corporate proxy", "addresses_at_once"),
     ("casting", "shared_segments"),
@@ -326,7 +366,11 @@ def test_the_reasons_explain_the_values_and_thresholds(world) -> None:
     assert travel.values["speed_kmh"] > travel.thresholds["max_speed_kmh"] == 1000
     rate = next(r for r in verdicts[sid("ripper")].reasons if r.code == "playback_rate")
     assert rate.values["speed"] == pytest.approx(4.0, rel=0.15) and rate.values["channel"] == "vod-1001"
-    assert rate.values["channel_sessions"] >= 3 and rate.thresholds["min_speed"] == 2.0
+    assert rate.values["channel_sessions"] >= 3 and rate.thresholds["min_speed"] == 1.25
+    slow = next(r for r in verdicts[sid("slow ripper")].reasons if r.code == "playback_rate")
+    assert slow.values["speed"] == pytest.approx(1.4, rel=0.1)
+    hops = next(r for r in verdicts[sid("resale devices")].reasons if r.code == "travel_between_devices")
+    assert hops.values["moves"] == 2 and hops.values["route"] == "DE -> US -> JP"
     homes = next(r for r in verdicts[sid("two homes")].reasons if r.code == "countries_at_once")
     assert homes.values["countries"] == ["DE", "FR"] and homes.values["minutes"] >= 8
     features = verdicts[sid("two homes")].features
@@ -351,3 +395,16 @@ def test_three_countries_in_one_minute_is_enough(tmp_path: Path) -> None:
     write_firehose(tmp_path / "logs", reqs)
     verdict = {v.session_id: v for v in detect(tmp_path / "logs", now=END).verdicts}[s]
     assert "countries_at_once" in verdict.codes and verdict.action is Action.REVOKE
+
+
+def test_one_impossible_change_of_device_is_flagged_for_review_not_revoked(tmp_path: Path) -> None:
+    """A phone on a VPN whose exit the registry does not know, then a cast to the TV at home: one move, to another
+    device. Two devices in turn may be one viewer; it takes two such moves to corroborate."""
+    s = sid("unknown vpn then cast")
+    reqs = playback(s, at("45.83.1.7", asn=64500, country="US", ua=PHONE), start=T0 + 30, duration=200)
+    reqs += playback(s, at("198.51.100.63", ua=CAST), start=T0 + 240, duration=345, master=False,
+                     first_segment=int((T0 + 240) // 4))  # fmt: skip
+    write_firehose(tmp_path / "logs", crowd("ch01-news", 4) + reqs, seed=5)
+    verdict = {v.session_id: v for v in detect(tmp_path / "logs", now=END).verdicts}[s]
+    assert "impossible_travel" in verdict.codes and "travel_between_devices" not in verdict.codes
+    assert verdict.action is Action.FLAG and SEQUENCE_ONLY in verdict.codes

@@ -23,7 +23,7 @@ M0 = 29_453_760  # the epoch minute of 2026-01-01T00:00Z
 
 
 def minute(k: int, **values: Any) -> dict[str, Any]:
-    row = {"minute": M0 + k, "segments": 15, "paced_segments": 15, "ips": 1, "prefixes": 1, "asns": 1,
+    row = {"minute": M0 + k, "segments": 15, "advance": 15, "ips": 1, "prefixes": 1, "asns": 1,
            "countries": 1, "renditions_at_once": 1.0, "shared_segments": 0, "channels_apart": False}  # fmt: skip
     row.update(values)
     return row
@@ -167,23 +167,35 @@ def test_allow_lists_and_monitor_mode() -> None:
 
 
 def test_playback_rate_against_the_crowd_small_crowd_and_fallback() -> None:
-    fast = [minute(k, segments=45, paced_segments=45) for k in range(10)]  # 3x the crowd's 15 per minute
+    fast = [minute(k, segments=45, advance=45) for k in range(10)]  # 3x the crowd's 15 per minute
     rows = crowd(4) + [session("fastsession0000001", fast)]
     v = verdicts(rows)["fastsession0000001"]
     assert v.codes == ["playback_rate"]
     assert v.reasons[0].values["speed"] == pytest.approx(3.0) and v.reasons[0].values["channel_sessions"] == 4
-    # with one other session the bar is 1.5x higher (3.0): 45 per minute still passes, 40 does not
-    assert "fastsession0000001" in verdicts(crowd(1) + [session("fastsession0000001", fast)])
-    slower = [minute(k, segments=40, paced_segments=40) for k in range(10)]
-    assert "fastsession0000001" not in verdicts(crowd(1) + [session("fastsession0000001", slower)])
+    # a slow ripper: 1.3x, sustained, is enough with a crowd; 1.2x is not
+    slow = [minute(k, segments=20, advance=20) for k in range(10)]
+    assert verdicts(crowd(4) + [session("fastsession0000001", slow)])["fastsession0000001"].codes == ["playback_rate"]
+    slower = [minute(k, segments=18, advance=18) for k in range(10)]
+    assert verdicts(crowd(4) + [session("fastsession0000001", slower)]) == {}
+    # pace is media advanced, not requests: retries and rendition switches at 3x the requests do not count
+    retrying = [minute(k, segments=45, advance=15) for k in range(10)]
+    assert verdicts(crowd(4) + [session("fastsession0000001", retrying)]) == {}
+    # a buffer refill or a seek moves one minute, not the median of the interior minutes
+    refill = [minute(k, segments=40, advance=40 if k in (1, 5) else 15) for k in range(10)]
+    assert verdicts(crowd(4) + [session("fastsession0000001", refill)]) == {}
+    # with one other session the bar is 1.5x higher (1.875): 30 per minute (2x) passes, 25 (1.67x) does not
+    double = [minute(k, segments=30, advance=30) for k in range(10)]
+    assert "fastsession0000001" in verdicts(crowd(1) + [session("fastsession0000001", double)])
+    under = [minute(k, segments=25, advance=25) for k in range(10)]
+    assert "fastsession0000001" not in verdicts(crowd(1) + [session("fastsession0000001", under)])
     # nobody else on the channel: one segment per 2 s assumed (30 per minute); 45 per minute is 1.5x: not flagged
     assert verdicts([session("fastsession0000001", fast)]) == {}
-    # a paused crowd member does not make the others look fast: the crowd's reference is its busiest minute
-    paused = session("pausedsession00001", [minute(0), minute(1), minute(2, segments=1, paced_segments=1),
-                                            minute(3, segments=1, paced_segments=1), minute(4)])  # fmt: skip
+    # a paused crowd member does not make the others look fast: its reference is the minutes it was playing
+    paused = session("pausedsession00001", [minute(0), minute(1), minute(2, segments=1, advance=1),
+                                            minute(3, segments=1, advance=1), minute(4), minute(5)])  # fmt: skip
     assert verdicts([session("plainsession000001"), paused]) == {}
     # minutes without a pace (zapping, multi-view) are left out
-    mixed = [minute(k, segments=45, paced_segments=None) for k in range(10)]
+    mixed = [minute(k, segments=45, advance=None) for k in range(10)]
     assert verdicts(crowd(4) + [session("multiviewsession01", mixed)]) == {}
 
 
