@@ -6,6 +6,8 @@
 - ``generate --out DIR --sessions N --minutes M --seed S`` writes a labelled corpus.
 - ``convert --logs SRC --out DST [--fields ...]`` writes Parquet of TSV logs.
 - ``evaluate --corpus DIR [--window MINUTES] [--json] [--config FILE]`` prints the evaluation table.
+- ``networks show [--config FILE] [--entries] [--lookup ASN_OR_IP]`` prints the network registry;
+  ``networks import-private-relay --csv FILE --out FILE`` writes a registry file of Apple's Private Relay ranges.
 
 The engines (DuckDB, the generator, the demo's report libraries) are imported by the subcommand that runs them,
 so that ``revoke`` or ``--help`` does not wait for them.
@@ -198,6 +200,67 @@ def _evaluate_suite(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# -- networks -------------------------------------------------------------------------------------------------------
+
+
+def _networks_arguments(parser: argparse.ArgumentParser) -> None:
+    actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    show = actions.add_parser("show", help="the registry the config gives: version, entries per class (JSON)",
+                              description="The network registry of the detection config: its version and entries.")
+    show.add_argument("--config", help="detection config JSON (default: the shipped registry)")
+    show.add_argument("--entries", action="store_true", help="list every entry, not only the counts")
+    show.add_argument("--lookup", metavar="ASN_OR_IP", action="append", default=[],
+                      help="classify an ASN (AS13335 or 13335) or an address; repeatable")
+    relay = actions.add_parser(
+        "import-private-relay",
+        help="turn Apple's iCloud Private Relay egress list (CSV) into a registry file for networks.files",
+        description="Write a registry file of Apple's published Private Relay egress ranges "
+                    "(https://mask-api.icloud.com/egress-ip-ranges.csv), for the config's networks.files.",
+    )
+    relay.add_argument("--csv", required=True, help="Apple's egress-ip-ranges.csv, downloaded")
+    relay.add_argument("--out", required=True, help="the registry file to write (JSON)")
+
+
+def _networks(args: argparse.Namespace) -> int:
+    from detection.networks import RegistryError
+
+    try:
+        if args.action == "import-private-relay":
+            from detection.networks.private_relay import import_egress_csv
+
+            out = Path(args.out)
+            if out.is_dir() or not out.parent.is_dir():
+                raise UsageError(f"--out must be a file in an existing folder, not {args.out}")
+            print(json.dumps(import_egress_csv(Path(args.csv), out), indent=2))
+            return EXIT_OK
+        registry = _config(args).networks.registry
+        document: dict[str, Any] = {"version": registry.version, "classes": registry.counts()}
+        if args.lookup:
+            document["lookup"] = {item: _lookup(registry, item) for item in args.lookup}
+        if args.entries:
+            document["entries"] = [entry.plain() for entry in registry.entries]
+        _write_json(document, None, sys.stdout)
+        return EXIT_OK
+    except RegistryError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _lookup(registry: Any, item: str) -> str | None:
+    text = item.strip()
+    number = text[2:] if text.upper().startswith("AS") else text
+    if number.isdigit():
+        found = registry.classify_asn(int(number))
+    else:
+        import ipaddress
+
+        try:
+            ipaddress.ip_address(text)
+        except ValueError:
+            raise UsageError(f"--lookup takes an ASN (AS13335) or an IP address, not {item!r}") from None
+        found = registry.classify_ip(text)
+    return found.value if found else None
+
+
 # -- demo -----------------------------------------------------------------------------------------------------------
 
 
@@ -218,6 +281,7 @@ COMMANDS: dict[str, Command] = {
     "generate": (_generate_arguments, _generate, "write a labelled synthetic corpus"),
     "convert": (_convert_arguments, _convert, "convert TSV logs to Parquet"),
     "evaluate": (_evaluate_arguments, _evaluate, "evaluate detection and the baseline rule on a labelled corpus"),
+    "networks": (_networks_arguments, _networks, "show the network registry; import Apple's Private Relay ranges"),
     "demo": (_demo_arguments, _demo, "run the whole pipeline locally on generated traffic; write an HTML report"),
 }
 

@@ -324,9 +324,10 @@ def complete(requests: Iterable[dict[str, Any]] | Any, *, seed: int = 0) -> pa.T
     result = np.where(status >= 400, "Error", np.where(kind == 2, "Hit", "Miss"))
     fill("x_edge_result_type", pa.array(result.tolist()))
     fill("cs_user_agent", pa.array([DEFAULT_USER_AGENT] * n))
-    for name in ("cmcd_session_id", "cmcd_content_id"):  # players that send no CMCD leave these empty
+    for name, kind in (("cmcd_session_id", pa.string()), ("cmcd_content_id", pa.string()),
+                       ("cmcd_playback_rate", pa.float64())):  # players that send no CMCD leave these empty
         if column(name) is None:
-            table = table.append_column(name, pa.nulls(n, pa.string()))
+            table = table.append_column(name, pa.nulls(n, kind))
     if n:
         table = table.set_column(
             table.column_names.index("cs_user_agent"), "cs_user_agent", _encode_user_agents(table["cs_user_agent"])

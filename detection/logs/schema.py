@@ -195,6 +195,7 @@ DETECTION_FIELDS: tuple[Field, ...] = tuple(
         "cmcd-buffer-length",
         "cmcd-content-id",
         "cmcd-measured-throughput",
+        "cmcd-playback-rate",
         "cmcd-session-id",
     )
 )

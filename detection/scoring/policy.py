@@ -80,6 +80,7 @@ class PolicyResult:
             "flag": self.stats["flagged"],
             "monitor": self.stats["monitored"],
             "reasons": dict(self.stats["reasons"]),
+            "network_registry": self.stats["network_registry"],
         }
 
 

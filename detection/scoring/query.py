@@ -70,6 +70,7 @@ OPTIONAL_COLUMNS: dict[str, str] = {
     "cs_user_agent": "VARCHAR",
     "cs_referer": "VARCHAR",
     "cmcd_session_id": "VARCHAR",
+    "cmcd_playback_rate": "DOUBLE",
 }
 
 def _shipped_shared_egress() -> str:

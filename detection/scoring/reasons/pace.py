@@ -26,7 +26,8 @@ class PlaybackRateSection(Section):
     must not slow the reference; a median ignores the few fast ones). With fewer
     than ``crowd_min_sessions`` others the speed must reach ``min_speed * small_crowd_factor``; with none, one
     segment per ``fallback_segment_seconds`` is assumed. A crowd pace is never taken below one segment per
-    ``max_segment_seconds``: a paused crowd is not real time."""
+    ``max_segment_seconds``: a paused crowd is not real time. A player that reports a faster playback rate (CMCD
+    ``pr``: a viewer watching at 1.5x) is held to that rate, up to ``max_reported_rate``."""
 
     min_speed: float = Field(1.25, gt=1, description="Session pace over the title's real-time pace.")
     min_minutes: int = Field(3, ge=1, description="Interior minutes needed to judge the pace (sustained).")
@@ -39,6 +40,9 @@ class PlaybackRateSection(Section):
         gt=0,
         description="Segment duration assumed for a title nobody else plays: the shortest in common use, so the "
         "speed is never overestimated.",
+    )
+    max_reported_rate: float = Field(
+        2.0, ge=1, description="Highest CMCD playback rate (pr) that excuses a faster pace (players offer up to 2x)."
     )
     max_segment_seconds: float = Field(
         10.0,
@@ -132,8 +136,9 @@ def playback(table: SessionTable, section: PlaybackRateSection) -> Playback:
 def _playback(table: SessionTable, section: PlaybackRateSection) -> Playback:
     channels = table.objects("main_channel")
     floor = 60.0 / section.max_segment_seconds
-    pace, reference, interior = _paces(table.minute_rows, table.per_minute("minute"),
-                                       table.per_minute("advance", np.nan), table.rows, floor)
+    rate = np.clip(np.nan_to_num(table.per_minute("playback_rate", np.nan), nan=1.0), 1.0, section.max_reported_rate)
+    advance = table.per_minute("advance", np.nan) / rate  # media at the rate the player says it plays
+    pace, reference, interior = _paces(table.minute_rows, table.per_minute("minute"), advance, table.rows, floor)
     usable = ((table.numbers("distinct_channels") == 1) & (interior >= section.crowd_min_minutes)
               & pd.notna(channels) & ~np.isnan(reference))
     channel_pace, crowd = _channel_paces(channels, reference, usable, section.crowd_quantile)

@@ -30,7 +30,7 @@ WITH
 windowed AS (
   -- The window: the one time predicate of the query.
   SELECT "timestamp" AS ts, c_ip, asn, c_country, cs_user_agent, sc_bytes, sc_status, cmcd_session_id,
-         split(cs_uri_stem, '/') AS path
+         cmcd_playback_rate, split(cs_uri_stem, '/') AS path
   FROM logs
   WHERE "timestamp" >= CAST(? AS DOUBLE) AND "timestamp" < CAST(? AS DOUBLE)
     AND dt BETWEEN date_format(from_unixtime(CAST(? AS DOUBLE) - 900), '%Y/%m/%d/%H')
@@ -39,12 +39,13 @@ windowed AS (
 requests AS (
   -- path = ['', '<session_id>.<jwt>', '<channel>', ..., '<file>']
   SELECT
-    token, ts, c_ip, asn, c_country, cs_user_agent, sc_bytes, channel, file, cmcd_session_id,
+    token, ts, c_ip, asn, c_country, cs_user_agent, sc_bytes, channel, file, cmcd_session_id, cmcd_playback_rate,
     sc_status BETWEEN 200 AND 299 AND depth >= 4 AND (playlist OR segment) AS media,
     segment
   FROM (
     SELECT
       token, ts, c_ip, asn, c_country, cs_user_agent, sc_bytes, sc_status, channel, file, depth, cmcd_session_id,
+      cmcd_playback_rate,
       file LIKE '%.m3u8' OR file LIKE '%.mpd' AS playlist,
       CASE WHEN file LIKE '%.ts' THEN true  -- most segments: one test
            WHEN file LIKE '%.m3u8' THEN false  -- most other requests: live playlist refreshes
@@ -52,7 +53,7 @@ requests AS (
                 OR file LIKE '%.cmfv' OR file LIKE '%.cmfa' OR file LIKE '%.mp3' END AS segment
     FROM (
       SELECT
-        ts, c_ip, asn, c_country, cs_user_agent, sc_bytes, sc_status, cmcd_session_id,
+        ts, c_ip, asn, c_country, cs_user_agent, sc_bytes, sc_status, cmcd_session_id, cmcd_playback_rate,
         element_at(path, 2) AS token,
         -- decoded before anything is classified: seg_00042.t%73 is a segment (the origin decodes it too); a malformed
         -- escape stays as it came, and only names holding a % pay for the decoding
@@ -84,7 +85,8 @@ parts AS (
     min(seq) AS seq_min,
     max(seq) AS seq_max,
     max(asn) AS asn,
-    max(c_country) AS country
+    max(c_country) AS country,
+    max(cmcd_playback_rate) AS playback_rate
   FROM (
     SELECT requests.*,
            CASE WHEN segment THEN try_cast(regexp_extract(file, '(\d+)\.[0-9A-Za-z]+$', 1) AS BIGINT) END AS seq
@@ -114,6 +116,7 @@ cells AS (
     max(CASE WHEN segments > 0 THEN channel END) AS channel_max,
     max(asn) AS asn,
     max(country) AS country,
+    max(playback_rate) FILTER (WHERE by_cell) AS playback_rate,
     min(user_agent) FILTER (WHERE NOT by_cell) AS ua_min,
     max(user_agent) FILTER (WHERE NOT by_cell) AS ua_max,
     -- CMCD playback sessions of the cell (the first and last in order: all of them, unless one address carried
@@ -152,6 +155,7 @@ served AS (
     CASE WHEN media THEN country END AS country,
     CASE WHEN media THEN ua_min END AS ua_min,
     CASE WHEN media THEN ua_max END AS ua_max,
+    CASE WHEN media THEN playback_rate END AS playback_rate,
     CASE WHEN media THEN sid_min END AS sid_min,
     CASE WHEN media THEN sid_max END AS sid_max,
     CASE WHEN media THEN sid_seconds END AS sid_seconds,
@@ -238,6 +242,8 @@ facets AS (
               AND min(channel_min) = max(channel_max) AND min(seq_min) IS NOT NULL
          THEN least(sum(segments), sum(seq_span) FILTER (WHERE segments > 0), max(seq_max) - min(seq_min) + 1)
          END AS advance,
+    -- the fastest playback rate a player reported (CMCD pr) in the minute: a viewer watching at 1.5x advances 1.5x
+    max(playback_rate) FILTER (WHERE by_cell) AS playback_rate,
     -- renditions fetched at once by one address: its segment fetches per sequence number of its one channel
     max(CAST(segments AS DOUBLE) / seq_span) FILTER (WHERE seq_span >= 3 AND channel_min = channel_max)
       AS renditions_at_once,
@@ -310,10 +316,10 @@ sessions AS (
     array_sort(array_agg(CAST(
       ROW(minute, segments, advance, ips, prefixes, asns, countries, coalesce(renditions_at_once, 0),
           shared_segments, coalesce(channels_apart, false), coalesce(cmcd_sessions, 0),
-          coalesce(CAST(cmcd_overlap AS DOUBLE), 0))
+          coalesce(CAST(cmcd_overlap AS DOUBLE), 0), playback_rate)
       AS ROW(minute BIGINT, segments BIGINT, advance BIGINT, ips BIGINT, prefixes BIGINT, asns BIGINT,
              countries BIGINT, renditions_at_once DOUBLE, shared_segments BIGINT, channels_apart BOOLEAN,
-             cmcd_sessions BIGINT, cmcd_overlap DOUBLE)))
+             cmcd_sessions BIGINT, cmcd_overlap DOUBLE, playback_rate DOUBLE)))
       FILTER (WHERE facet = 'minute' AND minute IS NOT NULL)) AS per_minute,
     count(*) FILTER (WHERE facet = 'minute' AND channels_apart) AS channels_apart_minutes,
     slice(array_sort(array_distinct(flatten(

@@ -53,11 +53,13 @@ def test_reading_only_reads_every_column_the_features_read_and_computes_nothing(
     assert sql.startswith("SELECT count(*), ") and " FROM logs WHERE " in sql
     columns = re.findall(r'max\("(\w+)"\)', sql)
     assert set(columns) == {"timestamp", "c_ip", "asn", "c_country", "cs_user_agent", "sc_bytes", "sc_status",
-                            "cs_uri_stem", "cmcd_session_id"}
+                            "cs_uri_stem", "cmcd_session_id", "cmcd_playback_rate"}
     ((records, *maxima),) = run(sql, root, window)
     with open_logs(root, window=window) as logs:
         assert records == logs.con.execute("SELECT count(*) FROM logs").fetchone()[0] > 0
-    assert None not in maxima  # every column read (the generated web, Android and TV players send CMCD)
+    # every column read (the generated web, Android and TV players send CMCD); pr only when a player plays at
+    # another rate than 1, as CTA-5004 asks, which none of this small corpus does
+    assert [c for c, m in zip(columns, maxima, strict=True) if m is None] in ([], ["cmcd_playback_rate"])
 
 
 def test_the_hot_stage_is_the_features_big_group_by_with_every_column_kept(bench, corpus) -> None:

@@ -213,6 +213,11 @@ def lookalikes() -> list[dict]:
     reqs += playback(s, home, start=T0 + 375, duration=215, channel="vod-1001", segment_seconds=6.0, live=False,
                      master=False, first_segment=49)  # fmt: skip
 
+    s = sid("speed watcher")  # VOD at 1.5x playback speed; the player says so (CMCD pr)
+    reqs += playback(s, at("100.98.3.7"), start=T0 + 20, duration=570, channel="vod-1001", segment_seconds=6.0,
+                     live=False, speed=1.5, first_segment=10, cmcd_session_id="speed-sid-1",
+                     cmcd_playback_rate=1.5)  # fmt: skip
+
     s = sid("multi view")  # two channels at once on one screen at home
     reqs += playback(s, at("100.99.1.7"), start=T0 + 20, duration=560, channel="ch01-news")
     reqs += playback(s, at("100.99.1.7"), start=T0 + 21, duration=560, channel="ch02-sports", segment_seconds=2.0)
@@ -303,6 +308,7 @@ LOOKALIKE_CASES = [
     ("abr switcher", "renditions_at_once"),
     ("audio and video", "renditions_at_once"),
     ("pause and resume", "playback_rate"),
+    ("speed watcher", "playback_rate"),
     ("phone wifi and lte", "devices_at_once"),
     ("paused crowd", "playback_rate"),
     ("multi view", "channels_at_once"),
