@@ -117,6 +117,9 @@ def _generate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, required=True, help="random seed")
     parser.add_argument("--start", type=_epoch, help="start epoch (default 2026-01-01T00:00:00Z)")
     parser.add_argument("--pirate-share", type=float, help="fraction of pirate sessions (default about 0.03)")
+    parser.add_argument("--mix", default="generator-v1", help="the kinds and their shares: generator-v1 (default) "
+                        "or audience-v2 (adds in-flight, relay rotation, gateways, satellite, roaming, speed "
+                        "watchers and slow rippers)")
 
 
 def _generate(args: argparse.Namespace) -> int:
@@ -134,6 +137,7 @@ def _generate(args: argparse.Namespace) -> int:
             args.seed,
             start_epoch=args.start if args.start is not None else DEFAULT_START_EPOCH,
             pirate_share=args.pirate_share,
+            mix=args.mix,
             progress=progress,
         )
     print(json.dumps(summary.to_dict(), indent=2))

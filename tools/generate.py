@@ -46,6 +46,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from detection.logs.schema import DETECTION_FIELDS, Field, fields_text, parse_fields
+from tools.audience import AUDIENCE_KINDS, AUDIENCE_SHARES, AudienceBehaviours, Kind
 from tools.scenarios import (
     _REQUEST_ID_ALPHABET,
     DEFAULT_HOST,
@@ -75,14 +76,6 @@ __all__ = [
 DEFAULT_START_EPOCH = 1_767_225_600  # 2026-01-01T00:00:00Z
 
 
-@dataclass(frozen=True)
-class Kind:
-    name: str
-    label: str  # "legit" or "pirate"
-    share: float  # fraction of all sessions
-    description: str
-
-
 KINDS: dict[str, Kind] = {
     k.name: k
     for k in (
@@ -104,8 +97,17 @@ KINDS: dict[str, Kind] = {
         Kind("resale_travel", "pirate", 0.003, "resold session used in turn in distant countries: impossible travel"),
         Kind("resale_proxy", "pirate", 0.0035, "one player behind rotating residential proxies: many IPs, ASNs"),
         Kind("multi_channel", "pirate", 0.0035, "one session playing different channels at once in several places"),
+        *AUDIENCE_KINDS,
     )
 }
+#: The kinds of a corpus and their shares. ``generator-v1``: the kinds written together with the policy (frozen, so
+#: that its numbers can be re-measured); ``audience-v2``: those plus the behaviours of tools/audience.py, written
+#: from how networks, players and their specifications document themselves.
+DEFAULT_MIX = "generator-v1"
+MIXES: dict[str, dict[str, float]] = {
+    DEFAULT_MIX: {k.name: k.share for k in KINDS.values() if k.name not in AUDIENCE_SHARES},
+}
+MIXES["audience-v2"] = {**MIXES[DEFAULT_MIX], **AUDIENCE_SHARES}
 LEGIT_KINDS = tuple(k for k, v in KINDS.items() if v.label == "legit")
 PIRATE_KINDS = tuple(k for k, v in KINDS.items() if v.label == "pirate")
 
@@ -228,7 +230,7 @@ class _World:
         self._seen: set[str] = set()
         self.ua: list[str] = []
         self._ua_index: dict[str, int] = {}
-        self.cgnat: dict[int, list[int]] = {}
+        self.cgnat: dict[tuple[int, str], list[int]] = {}
         self.contents: list[tuple[str, float, bool]] = [(name, float(sd), True) for name, sd in _LIVE]
         for i in range(_N_VOD):
             self.contents.append((f"vod-{1000 + i * 7}", 6.0 if i % 4 else 4.0, False))
@@ -278,7 +280,8 @@ class _World:
         return len(self.ip) - 1
 
     def cgnat_address(self, asn: int, country: str, pool: int) -> int:
-        shared = self.cgnat.setdefault(asn, [])
+        """An address of ``asn``'s NAT pool in ``country``, shared with the other sessions there."""
+        shared = self.cgnat.setdefault((asn, country), [])
         if len(shared) < pool:
             shared.append(self.address(asn, country))
             return shared[-1]
@@ -323,7 +326,7 @@ class _Streams:
 
     COLUMNS = ("session", "t0", "t1", "content", "top", "rend0", "bw", "ua_a", "ua_b", "ua_alt", "mode", "block",
                "speed", "all_rend", "pause0", "pause1", "ranges", "master", "vod_offset", "abr", "browser",
-               "cmcd")  # fmt: skip
+               "cmcd", "rate")  # fmt: skip
 
     def __init__(self) -> None:
         self.cols: dict[str, list[Any]] = {c: [] for c in self.COLUMNS}
@@ -340,8 +343,8 @@ class _Streams:
         return len(self.slots)
 
 
-class _Builder:
-    """Turns sessions of each kind into players."""
+class _Builder(AudienceBehaviours):
+    """Turns sessions of each kind into players (the audience kinds: :class:`tools.audience.AudienceBehaviours`)."""
 
     def __init__(self, world: _World, streams: _Streams, rng: np.random.Generator, span: tuple[float, float]) -> None:
         self.w = world
@@ -367,7 +370,15 @@ class _Builder:
         all_rend: bool = False,
         pause: tuple[float, float] | None = None,
         ranges: bool = False,
+        bandwidth: float | None = None,
+        rendition: int | None = None,
+        abr: float | None = None,
+        cmcd: bool | None = None,
+        rate: float = 1.0,
     ) -> None:
+        """One player. ``bandwidth`` (bytes/s), ``rendition`` (starting rung), ``abr`` (switch probability per
+        segment) and ``cmcd`` override what the device would do; ``rate`` is the playback rate the viewer chose
+        (a CMCD player reports it as ``pr``)."""
         rng = self.rng
         start, end = self.span
         master = t0 >= start
@@ -385,8 +396,8 @@ class _Builder:
             t1=t1,
             content=content,
             top=top,
-            rend0=min(len(_LADDER) - 1, top + int(rng.integers(0, 2))),
-            bw=float(rng.uniform(lo, hi)),
+            rend0=min(len(_LADDER) - 1, top + int(rng.integers(0, 2))) if rendition is None else rendition,
+            bw=float(rng.uniform(lo, hi)) if bandwidth is None else bandwidth,
             ua_a=ua_a,
             ua_b=ua_a if ua_b is None else ua_b,
             ua_alt=ua_b is not None,
@@ -399,9 +410,10 @@ class _Builder:
             ranges=ranges,
             master=master,
             vod_offset=0 if master else int(rng.integers(0, 600)),
-            abr=0.05 if device in ("ios_app", "android_app") else 0.015,
+            abr=(0.05 if device in ("ios_app", "android_app") else 0.015) if abr is None else abr,
             browser=device == "desktop",
-            cmcd=device in CMCD_DEVICES,
+            cmcd=device in CMCD_DEVICES if cmcd is None else cmcd,
+            rate=rate,
         )
 
     # helpers ----------------------------------------------------------------------------------------------------
@@ -763,21 +775,25 @@ class CorpusSummary:
         return asdict(self)
 
 
-def _kind_counts(sessions: int, pirate_share: float | None) -> dict[str, int]:
-    shares = {k: v.share for k, v in KINDS.items()}
+def _kind_counts(sessions: int, pirate_share: float | None, mix: str = DEFAULT_MIX) -> dict[str, int]:
+    """Sessions of each kind of the ``mix`` (``MIXES``), in ``KINDS`` order; ``plain`` takes what the others leave."""
+    if mix not in MIXES:
+        raise ValueError(f"unknown mix {mix!r}: one of {', '.join(MIXES)}")
+    shares = dict(MIXES[mix])
+    pirates = [k for k in shares if KINDS[k].label == "pirate"]
     if pirate_share is not None:
-        base = sum(shares[k] for k in PIRATE_KINDS)
-        for k in PIRATE_KINDS:
+        base = sum(shares[k] for k in pirates)
+        for k in pirates:
             shares[k] *= pirate_share / base
     counts = {k: int(round(sessions * s)) for k, s in shares.items() if k != "plain"}
-    if sessions >= 2 * len(KINDS):
+    if sessions >= 2 * (len(shares) + 1):
         for k in counts:
             counts[k] = max(counts[k], 1)
     if sum(counts.values()) > sessions:
         scale = sessions / sum(counts.values())
         counts = {k: int(v * scale) for k, v in counts.items()}
     counts["plain"] = sessions - sum(counts.values())
-    return {k: counts[k] for k in KINDS}
+    return {k: counts[k] for k in KINDS if k in counts}
 
 
 def _session_ids(rng: np.random.Generator, n: int) -> list[str]:
@@ -802,13 +818,15 @@ def generate_corpus(
     fields: str | Sequence[str | Field] = DETECTION_FIELDS,
     *,
     pirate_share: float | None = None,
+    mix: str = DEFAULT_MIX,
     workers: int = 2,
     compresslevel: int = 6,
     progress: Callable[[int, int], None] | None = None,
 ) -> CorpusSummary:
     """Write a labelled corpus of ``sessions`` playback sessions over ``minutes`` minutes from ``start_epoch``
-    under ``out_dir`` (see the module docstring). ``pirate_share`` overrides the pirate fraction (default about
-    3 %); ``progress(records_written, records_total)`` is called after each file. Deterministic given ``seed``."""
+    under ``out_dir`` (see the module docstring). ``mix`` chooses the kinds and their shares (``MIXES``);
+    ``pirate_share`` overrides the pirate fraction (default about 3 %); ``progress(records_written, records_total)``
+    is called after each file. Deterministic given ``seed`` and ``mix``."""
     clock = time.perf_counter()
     parsed = parse_fields(fields)
     if sessions < 1 or minutes <= 0:
@@ -821,7 +839,7 @@ def generate_corpus(
     world = _World(rng)
     streams = _Streams()
     builder = _Builder(world, streams, rng, span)
-    counts = _kind_counts(sessions, pirate_share)
+    counts = _kind_counts(sessions, pirate_share, mix)
     kinds = [k for k, n in counts.items() for _ in range(n)]
     order = rng.permutation(len(kinds))
     kinds = [kinds[i] for i in order]
@@ -1068,6 +1086,11 @@ class _Columns:
             values = pc.take(self.content_name, pa.array(self.c["content"][st]))
         elif name == "cmcd_measured_throughput":  # kbps
             values = pa.array((self.c["bw"][st] * 8 / 1000).astype(np.int64))
+        elif name == "cmcd_playback_rate":  # sent only when not 1, as CTA-5004 asks
+            rate = self.c["rate"][st].astype(np.float64)
+            sends = pc.and_(sends, pa.array(rate != 1.0))
+            values = pa.array(rate)
+            none = pa.scalar(None, pa.float64())
         elif name == "cmcd_buffer_length":  # ms, rounded to 100 as the spec asks
             values = pa.array((np.minimum(30_000, 6_000 + (self.timestamp[rows] - self.c["t0"][st]) * 400) // 100 * 100)
                               .astype(np.int64))

@@ -18,11 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from detection.scoring.config import DetectionConfig
 from tools.evaluate import Evaluation, KindResult, Metrics, evaluate_corpus, kind_rows, targets_line
-from tools.generate import generate_corpus
+from tools.generate import DEFAULT_MIX, MIXES, generate_corpus
 
 __all__ = ["Suite", "SuiteError", "SuiteResult", "format_suite", "run_suite", "upper_bound"]
 
@@ -42,7 +42,15 @@ class Suite(BaseModel):
     sessions: int = Field(ge=100)
     minutes: float = Field(gt=0, le=180)
     pirate_share: float | None = Field(None, gt=0, lt=1)
+    mix: str = Field(DEFAULT_MIX, description="The generator's mix of kinds (tools.generate.MIXES).")
     config: dict[str, Any] | None = None
+
+    @field_validator("mix")
+    @classmethod
+    def _known_mix(cls, value: str) -> str:
+        if value not in MIXES:
+            raise ValueError(f"unknown mix {value!r}: one of {', '.join(MIXES)}")
+        return value
 
     @classmethod
     def load(cls, path: str | Path) -> Suite:
@@ -144,11 +152,11 @@ def run_suite(path: str | Path, work: str | Path, *, log: Callable[[str], None] 
         corpus = Path(work) / f"{suite.name}-seed-{seed}"
         made = corpus / "suite.json"
         entry = {"suite": suite.name, "seed": seed, "sessions": suite.sessions, "minutes": suite.minutes,
-                 "pirate_share": suite.pirate_share}
+                 "pirate_share": suite.pirate_share, "mix": suite.mix}
         if not (made.is_file() and json.loads(made.read_text(encoding="utf-8")) == entry):
             log(f"generating seed {seed} ({suite.sessions} sessions, {suite.minutes:g} minutes)")
             generate_corpus(corpus, sessions=suite.sessions, minutes=suite.minutes, seed=seed,
-                            pirate_share=suite.pirate_share)
+                            pirate_share=suite.pirate_share, mix=suite.mix)
             made.write_text(json.dumps(entry), encoding="utf-8")
         log(f"evaluating seed {seed}")
         evaluation = evaluate_corpus(corpus, config=config)

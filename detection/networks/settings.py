@@ -50,6 +50,12 @@ class NetworkSettings(BaseModel):
         return self._registry
 
     def query_parameters(self) -> dict[str, str]:
-        """The text parameter features.sql takes from the registry: its shared-egress ASNs, each between commas."""
-        asns = sorted(self.registry.shared_egress_asns)
-        return {"shared_egress_asns": "," + "".join(f"{asn}," for asn in asns)}
+        """The text parameters features.sql takes from the registry: its shared-egress and its location-free ASNs,
+        each between commas."""
+        registry = self.registry
+        return {"shared_egress_asns": _listed(registry.shared_egress_asns),
+                "location_free_asns": _listed(registry.location_free_asns)}
+
+
+def _listed(asns: frozenset[int]) -> str:
+    return "," + "".join(f"{asn}," for asn in sorted(asns))

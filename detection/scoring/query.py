@@ -73,14 +73,18 @@ OPTIONAL_COLUMNS: dict[str, str] = {
     "cmcd_playback_rate": "DOUBLE",
 }
 
-def _shipped_shared_egress() -> str:
-    from detection.networks.settings import NetworkSettings
+def _shipped(name: str) -> Callable[[], str]:
+    def value() -> str:
+        from detection.networks.settings import NetworkSettings
 
-    return NetworkSettings().query_parameters()["shared_egress_asns"]
+        return NetworkSettings().query_parameters()[name]
+
+    return value
 
 
 #: Text parameters a caller without a detection config may leave out: the shipped network registry's values.
-_TEXT_DEFAULTS: dict[str, Callable[[], str]] = {"shared_egress_asns": _shipped_shared_egress}
+_TEXT_DEFAULTS: dict[str, Callable[[], str]] = {name: _shipped(name) for name in ("shared_egress_asns",
+                                                                                  "location_free_asns")}
 
 _HEADER = re.compile(r"^--[ \t]*(parameters|partition):[ \t]*(.*?)[ \t]*$", re.MULTILINE)
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*){0,2}\Z")

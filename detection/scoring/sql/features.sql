@@ -5,11 +5,12 @@
 -- twice, Athena would evaluate it twice), so neither engine reads the logs more than once, and the one big
 -- aggregation (`parts`) shrinks the rows about twentyfold before anything else happens.
 --
--- parameters: window_start, window_end, window_start, window_end, shared_egress_asns
+-- parameters: window_start, window_end, window_start, window_end, shared_egress_asns, location_free_asns
 --   Positional (`?`): epoch seconds, end exclusive: the window predicate, then the partition predicate, both in
---   `windowed`; then the ASNs of shared-egress networks (privacy relays, secure web gateways: the network registry)
---   as text, each between commas: ',36183,13335,'. Athena ExecutionParameters: ["<start>", "<end>", "<start>",
---   "<end>", "',36183,13335,'"].
+--   `windowed`; then, from the network registry, as text with each ASN between commas (',36183,13335,'): the
+--   shared-egress networks (privacy relays, secure web gateways) and the location-free ones (in-flight, satellite,
+--   gateways, carriers, hosting, VPN). Athena ExecutionParameters: ["<start>", "<end>", "<start>", "<end>",
+--   "',13335,36183,'", "',7155,14593,'"].
 -- partition: dt
 --   `logs` has one column per real-time log field, snake_case (cs-uri-stem -> cs_uri_stem), and on Athena the
 --   projected partition `dt` = the Firehose hour folder 'yyyy/MM/dd/HH' (UTC); the partition predicate reads every
@@ -171,6 +172,10 @@ address_groups AS (
     -- an address of a shared-egress network is one place: a relay or gateway spreads one viewer over several
     -- addresses (and networks) at once and in turn, so they count as one prefix and one network at once
     strpos(?, ',' || CAST(asn AS VARCHAR) || ',') > 0 AS shared_egress,
+    -- where an address of a location-free network geolocates says where its gateway is, not the viewer: such a
+    -- country is no place for "several countries at once" (it stays in the session's countries, and travel
+    -- leaves it out in the policy)
+    CASE WHEN strpos(?, ',' || CAST(asn AS VARCHAR) || ',') > 0 THEN NULL ELSE country END AS place_country,
     CASE WHEN v6_head = '' THEN 0 ELSE length(v6_head) - length(replace(v6_head, ':', '')) + 1 END AS v6_head_n,
     CASE WHEN v6_tail = '' THEN 0 ELSE length(v6_tail) - length(replace(v6_tail, ':', '')) + 1 END AS v6_tail_n
   FROM served
@@ -231,7 +236,8 @@ facets AS (
     count(c_ip) FILTER (WHERE by_cell) AS ips,
     cardinality(array_distinct(array_agg(prefix) FILTER (WHERE by_cell AND prefix IS NOT NULL))) AS prefixes,
     cardinality(array_distinct(array_agg(network) FILTER (WHERE by_cell AND network IS NOT NULL))) AS asns,
-    cardinality(array_distinct(array_agg(country) FILTER (WHERE by_cell AND country IS NOT NULL))) AS countries,
+    cardinality(array_distinct(array_agg(place_country) FILTER (WHERE by_cell AND place_country IS NOT NULL)))
+      AS countries,
     -- the media the session advanced through in the minute, in segments, when every address that fetched segments
     -- fetched one and the same channel (a minute of zapping or multi-view is left out: channels are not
     -- comparable): the least of its segment fetches, of the sequence numbers each address spanned, summed, and of

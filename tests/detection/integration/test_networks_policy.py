@@ -71,3 +71,15 @@ def test_every_verdict_names_the_registry_it_was_made_with(tmp_path: Path) -> No
         run = detect(tmp_path / "logs", now=END, config=run_config)
         expected = version or run_config.networks.registry.version
         assert run.verdicts and all(v.features["network_registry"] == expected for v in run.verdicts)
+
+
+def test_a_location_free_network_is_no_place_for_countries_at_once(tmp_path: Path) -> None:
+    # one Starlink dish, dual stack: its IPv4 (CGNAT) and IPv6 addresses geolocated to two points of presence
+    dish = [Viewer("98.97.1.9", 14593, "DE"), Viewer("2a0d:3344:1:2::9", 14593, "NL")]
+    requests = playback("starlinkdishAAAAAAAAAA01", dish[0], start=T0 + 20, duration=570)
+    write_firehose(tmp_path / "logs", [{**r, "c_ip": v.ip, "c_country": v.country}
+                                       for r, v in zip(requests, dish * len(requests), strict=False)], seed=4)
+    assert detect(tmp_path / "logs", now=END).verdicts == []
+    bare = DetectionConfig.load({"networks": {"defaults": False}})  # the registry left out: two countries at once
+    (verdict,) = detect(tmp_path / "logs", now=END, config=bare).verdicts
+    assert "countries_at_once" in verdict.codes

@@ -56,7 +56,7 @@ def test_the_text_is_trino_and_declares_its_parameters(name: str) -> None:
     assert name in queries()
     tree = sqlglot.parse_one(query.text, read="trino")  # parses as Athena/Trino
     window = ("window_start", "window_end", "window_start", "window_end")
-    extra = ("shared_egress_asns",) if name == FEATURES else ()
+    extra = ("shared_egress_asns", "location_free_asns") if name == FEATURES else ()
     assert len(list(tree.find_all(exp.Placeholder))) == len(query.parameters) == len(window + extra)
     assert query.parameters == window + extra
     assert query.partition == "dt"
@@ -132,15 +132,17 @@ def test_the_partition_predicate_prunes_when_the_relation_has_dt() -> None:
 def test_athena_text_and_parameters() -> None:
     query = load_query(FEATURES)
     window = [repr(float(T0)), repr(float(T0 + 600))] * 2
-    shipped = "',13335,36183,36692,53813,54113,55256,62044,'"  # the shipped registry's shared-egress networks
-    assert query.athena_parameters(T0, T0 + 600) == [*window, shipped]
-    assert query.athena_parameters(T0, T0 + 600, {"shared_egress_asns": ",1,o'k,"}) == [*window, "',1,o''k,'"]
+    shared = "',13335,36183,36692,53813,54113,55256,62044,'"  # the shipped registry's shared-egress networks
+    parameters = query.athena_parameters(T0, T0 + 600)
+    assert parameters[:5] == [*window, shared] and ",14593," in parameters[5]  # ... and location-free (Starlink)
+    mine = query.athena_parameters(T0, T0 + 600, {"shared_egress_asns": ",1,o'k,", "location_free_asns": ","})
+    assert mine == [*window, "',1,o''k,'", "','"]
     with pytest.raises(QueryError, match="must be text"):
         query.athena_parameters(T0, T0 + 600, {"shared_egress_asns": 5})  # type: ignore[dict-item]
     text = query.athena_sql("cf_logs.realtime")
     tree = sqlglot.parse_one(text, read="trino")
     assert {t.sql() for t in tree.find_all(exp.Table) if t.name == "realtime"} == {"cf_logs.realtime"}
-    assert len(list(tree.find_all(exp.Placeholder))) == 5
+    assert len(list(tree.find_all(exp.Placeholder))) == 6
     with pytest.raises(QueryError):
         query.athena_sql("logs; DROP TABLE x")
     with pytest.raises(QueryError):

@@ -50,14 +50,14 @@ def test_a_plan_binds_the_window_through_parameters_and_unloads_to_parquet() -> 
     assert (plan.window_start, plan.window_end) == (NOW - 600, NOW)
     assert plan.run_id == "2026-01-01T00:10:00Z" == run_id_for(NOW + 0.7)
     window = (repr(NOW - 600), repr(NOW), repr(NOW - 600), repr(NOW))
-    assert plan.parameters == (*window, "',13335,36183,36692,53813,54113,55256,62044,'")  # the shipped registry's
+    assert plan.parameters[:5] == (*window, "',13335,36183,36692,53813,54113,55256,62044,'")  # the shipped registry's
     own = plan_run(NOW, table="media_shield.realtime_logs", results_uri="s3://results/detection/", execution="e",
-                   query_parameters={"shared_egress_asns": ",64496,"})  # an operator's registry
-    assert own.parameters == (*window, "',64496,'")
+                   query_parameters={"shared_egress_asns": ",64496,", "location_free_asns": ",64497,"})  # an operator's
+    assert own.parameters == (*window, "',64496,'", "',64497,'")
     assert plan.query.startswith("UNLOAD (") and str(NOW) not in plan.query  # bound, never spliced
     inner = plan.query[plan.query.index("(") + 1 : plan.query.rindex(")\nTO")]
     placeholders = list(sqlglot.parse_one(inner, read="trino").find_all(exp.Placeholder))
-    assert len(placeholders) == 5 and "media_shield.realtime_logs" in plan.query
+    assert len(placeholders) == 6 and "media_shield.realtime_logs" in plan.query
     assert plan.destination == "s3://results/detection/runs/20260101T001000Z/exec-1/features/"
     assert plan.pages == "s3://results/detection/runs/20260101T001000Z/exec-1/pages/"
     assert f"TO '{plan.destination}'" in plan.query and "format = 'PARQUET'" in plan.query

@@ -86,7 +86,8 @@ def test_overrides_win_remove_and_change_the_version() -> None:
     assert other != registry.version
     assert config.query_parameters()["shared_egress_asns"].startswith(",16509,")
     assert ",13335," not in config.query_parameters()["shared_egress_asns"]
-    assert DetectionConfig.load({"networks": {"defaults": False}}).query_parameters() == {"shared_egress_asns": ","}
+    empty = DetectionConfig.load({"networks": {"defaults": False}}).query_parameters()
+    assert empty == {"shared_egress_asns": ",", "location_free_asns": ","}
 
 
 def test_apple_egress_list_parses_as_apple_publishes_it() -> None:
