@@ -21,7 +21,9 @@ class PlaybackRateSection(Section):
     segments the session advanced through (features.sql ``advance``: retries, rendition switches and byte ranges
     add requests, not media; players at the live edge share one position). A session's pace is the median of its
     interior minutes (not its first or last: startup bursts and partial minutes), so a buffer refill or a seek moves
-    one minute, not the median. A title's real-time pace is the median pace of the *other* sessions that play only
+    one minute, not the median; and the media it advanced beyond real time must exceed what a player buffers when it
+    starts (``min_ahead_seconds``): a cast or a restart refills a buffer once, a download keeps pulling ahead. A
+    title's real-time pace is the median pace of the *other* sessions that play only
     it, each over the minutes it was playing (real players advance at real time once their buffer is full; a pause
     must not slow the reference; a median ignores the few fast ones). With fewer
     than ``crowd_min_sessions`` others the speed must reach ``min_speed * small_crowd_factor``; with none, one
@@ -40,6 +42,13 @@ class PlaybackRateSection(Section):
         gt=0,
         description="Segment duration assumed for a title nobody else plays: the shortest in common use, so the "
         "speed is never overestimated.",
+    )
+    min_ahead_seconds: float = Field(
+        90.0,
+        ge=0,
+        description="Media advanced beyond real time over the interior minutes, seconds: more than players buffer "
+        "when they start or restart (hls.js 30 s, Media3/ExoPlayer 50 s by default), so a cast or a restart that "
+        "refills a buffer is not a download.",
     )
     max_reported_rate: float = Field(
         2.0, ge=1, description="Highest CMCD playback rate (pr) that excuses a faster pace (players offer up to 2x)."
@@ -66,20 +75,21 @@ class Playback:
     needed: np.ndarray
     interior: np.ndarray
     channels: np.ndarray
+    ahead: np.ndarray  # seconds of media advanced beyond real time over the interior minutes
 
 
 def _paces(
     parents: np.ndarray, minute: np.ndarray, advance: np.ndarray, rows: int, playing: float
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Per session, over its interior minutes (not its first or last minute; minutes without a pace left out):
     the median advance per minute (its pace), the median over the minutes it was playing (advancing at least
     ``playing`` segments: its pace as a reference for others, which a pause must not lower), and how many interior
-    minutes there are."""
+    minutes there are; and which per-minute entries are interior minutes with a pace."""
     pace = np.full(rows, np.nan)
     reference = np.full(rows, np.nan)
     interior = np.zeros(rows, dtype=np.int64)
     if len(parents) == 0:
-        return pace, reference, interior
+        return pace, reference, interior, np.zeros(0, dtype=bool)
     first = np.full(rows, np.iinfo(np.int64).max)
     last = np.full(rows, np.iinfo(np.int64).min)
     minute = minute.astype(np.int64)
@@ -94,7 +104,7 @@ def _paces(
     active = frame[frame["advance"] >= playing].groupby("row", sort=False)["advance"].agg(["median", "size"])
     steady = active[active["size"] >= 2]  # a reference needs two playing minutes
     reference[steady.index.to_numpy()] = steady["median"].to_numpy()
-    return pace, reference, interior
+    return pace, reference, interior, inside
 
 
 def _channel_paces(
@@ -138,7 +148,8 @@ def _playback(table: SessionTable, section: PlaybackRateSection) -> Playback:
     floor = 60.0 / section.max_segment_seconds
     rate = np.clip(np.nan_to_num(table.per_minute("playback_rate", np.nan), nan=1.0), 1.0, section.max_reported_rate)
     advance = table.per_minute("advance", np.nan) / rate  # media at the rate the player says it plays
-    pace, reference, interior = _paces(table.minute_rows, table.per_minute("minute"), advance, table.rows, floor)
+    parents = table.minute_rows
+    pace, reference, interior, inside = _paces(parents, table.per_minute("minute"), advance, table.rows, floor)
     usable = ((table.numbers("distinct_channels") == 1) & (interior >= section.crowd_min_minutes)
               & pd.notna(channels) & ~np.isnan(reference))
     channel_pace, crowd = _channel_paces(channels, reference, usable, section.crowd_quantile)
@@ -148,7 +159,12 @@ def _playback(table: SessionTable, section: PlaybackRateSection) -> Playback:
         speed = np.where(realtime > 0, np.nan_to_num(pace) / realtime, 0.0)
     needed = np.where(crowd >= section.crowd_min_sessions, section.min_speed,
                       section.min_speed * section.small_crowd_factor)
-    return Playback(pace, channel_pace, crowd, speed, needed, interior, channels)
+    # media beyond real time over the interior minutes, in seconds: a player's start or restart fills its buffer
+    # once (tens of seconds), a download keeps pulling ahead
+    rows = parents[inside]
+    over = (advance[inside] - realtime[rows]) * 60.0 / realtime[rows]
+    ahead = np.bincount(rows, weights=over, minlength=table.rows) if len(rows) else np.zeros(table.rows)
+    return Playback(pace, channel_pace, crowd, speed, needed, interior, channels, ahead)
 
 
 class PlaybackRate(ReasonRule):
@@ -158,9 +174,11 @@ class PlaybackRate(ReasonRule):
 
     def fire(self, table: SessionTable, section: Any, scored: np.ndarray) -> Fired:
         seen = playback(table, section)
-        mask = (seen.speed >= seen.needed) & (seen.interior >= section.min_minutes)
+        mask = ((seen.speed >= seen.needed) & (seen.interior >= section.min_minutes)
+                & (seen.ahead >= section.min_ahead_seconds))
         return Fired(mask, section.weight, {"speed": seen.speed, "needed": seen.needed, "pace": seen.pace,
-                                            "channel_pace": seen.channel_pace, "crowd": seen.channel_sessions})
+                                            "channel_pace": seen.channel_pace, "crowd": seen.channel_sessions,
+                                            "ahead": seen.ahead})
 
     def explain(self, record: Mapping[str, Any], row: int, section: Any, fired: Fired) -> Reason:
         realtime = float(fired.value("channel_pace", row))
@@ -168,14 +186,16 @@ class PlaybackRate(ReasonRule):
         values = {"speed": round(float(fired.value("speed", row)), 2),
                   "segments_per_minute": round(float(fired.value("pace", row)), 2),
                   "realtime_segments_per_minute": round(realtime, 2) if known else None,
-                  "channel_sessions": int(fired.value("crowd", row)), "channel": record.get("main_channel")}
+                  "channel_sessions": int(fired.value("crowd", row)), "channel": record.get("main_channel"),
+                  "seconds_ahead": round(float(fired.value("ahead", row)), 1)}
         thresholds: dict[str, Any] = {"min_speed": round(float(fired.value("needed", row)), 3),
-                                      "min_minutes": section.min_minutes}
+                                      "min_minutes": section.min_minutes,
+                                      "min_ahead_seconds": section.min_ahead_seconds}
         if not known:
             thresholds["fallback_segment_seconds"] = section.fallback_segment_seconds
         basis = (f"the {values['realtime_segments_per_minute']} of real-time playback of {values['channel']} (from "
                  f"{values['channel_sessions']} other session(s))" if known else
                  f"{60 / section.fallback_segment_seconds:g} assumed (nobody else plays {values['channel']})")
         detail = (f"{values['speed']}x real-time playback: advanced {values['segments_per_minute']} segments per "
-                  f"minute against {basis}")
+                  f"minute against {basis}; {values['seconds_ahead']:g} s of media ahead of real time")
         return self.reason(detail, section.weight, values, thresholds)
