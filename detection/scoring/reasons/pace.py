@@ -21,9 +21,8 @@ class PlaybackRateSection(Section):
     segments the session advanced through (features.sql ``advance``: retries, rendition switches and byte ranges
     add requests, not media; players at the live edge share one position). A session's pace is the median of its
     interior minutes (not its first or last: startup bursts and partial minutes), so a buffer refill or a seek moves
-    one minute, not the median; and the media it advanced beyond real time must exceed what a player buffers when it
-    starts (``min_ahead_seconds``): a cast or a restart refills a buffer once, a download keeps pulling ahead. A
-    title's real-time pace is the median pace of the *other* sessions that play only
+    one minute, not the median; and most interior minutes (``min_share_of_minutes``) must each be that fast: a cast
+    or a restart refills a buffer once, a download keeps pulling ahead. A title's real-time pace is the median pace of the *other* sessions that play only
     it, each over the minutes it was playing (real players advance at real time once their buffer is full; a pause
     must not slow the reference; a median ignores the few fast ones). With fewer
     than ``crowd_min_sessions`` others the speed must reach ``min_speed * small_crowd_factor``; with none, one
@@ -43,12 +42,13 @@ class PlaybackRateSection(Section):
         description="Segment duration assumed for a title nobody else plays: the shortest in common use, so the "
         "speed is never overestimated.",
     )
-    min_ahead_seconds: float = Field(
-        90.0,
-        ge=0,
-        description="Media advanced beyond real time over the interior minutes, seconds: more than players buffer "
-        "when they start or restart (hls.js 30 s, Media3/ExoPlayer 50 s by default), so a cast or a restart that "
-        "refills a buffer is not a download.",
+    min_share_of_minutes: float = Field(
+        0.8,
+        gt=0.5,
+        le=1,
+        description="Share of the interior minutes that must each be that fast: a download keeps pulling ahead "
+        "minute after minute; a player's start, a cast or a restart fills a buffer (hls.js 30 s, Media3/ExoPlayer "
+        "50 s by default) in a minute or two, then plays at real time.",
     )
     max_reported_rate: float = Field(
         2.0, ge=1, description="Highest CMCD playback rate (pr) that excuses a faster pace (players offer up to 2x)."
@@ -76,6 +76,7 @@ class Playback:
     interior: np.ndarray
     channels: np.ndarray
     ahead: np.ndarray  # seconds of media advanced beyond real time over the interior minutes
+    fast_minutes: np.ndarray  # interior minutes at the needed speed or more
 
 
 def _paces(
@@ -164,7 +165,9 @@ def _playback(table: SessionTable, section: PlaybackRateSection) -> Playback:
     rows = parents[inside]
     over = (advance[inside] - realtime[rows]) * 60.0 / realtime[rows]
     ahead = np.bincount(rows, weights=over, minlength=table.rows) if len(rows) else np.zeros(table.rows)
-    return Playback(pace, channel_pace, crowd, speed, needed, interior, channels, ahead)
+    fast = advance[inside] >= needed[rows] * realtime[rows]
+    fast_minutes = np.bincount(rows[fast], minlength=table.rows) if len(rows) else np.zeros(table.rows, np.int64)
+    return Playback(pace, channel_pace, crowd, speed, needed, interior, channels, ahead, fast_minutes)
 
 
 class PlaybackRate(ReasonRule):
@@ -175,10 +178,11 @@ class PlaybackRate(ReasonRule):
     def fire(self, table: SessionTable, section: Any, scored: np.ndarray) -> Fired:
         seen = playback(table, section)
         mask = ((seen.speed >= seen.needed) & (seen.interior >= section.min_minutes)
-                & (seen.ahead >= section.min_ahead_seconds))
+                & (seen.fast_minutes >= np.ceil(section.min_share_of_minutes * seen.interior - 1e-9)))
         return Fired(mask, section.weight, {"speed": seen.speed, "needed": seen.needed, "pace": seen.pace,
                                             "channel_pace": seen.channel_pace, "crowd": seen.channel_sessions,
-                                            "ahead": seen.ahead})
+                                            "ahead": seen.ahead, "fast": seen.fast_minutes,
+                                            "interior": seen.interior})
 
     def explain(self, record: Mapping[str, Any], row: int, section: Any, fired: Fired) -> Reason:
         realtime = float(fired.value("channel_pace", row))
@@ -187,15 +191,17 @@ class PlaybackRate(ReasonRule):
                   "segments_per_minute": round(float(fired.value("pace", row)), 2),
                   "realtime_segments_per_minute": round(realtime, 2) if known else None,
                   "channel_sessions": int(fired.value("crowd", row)), "channel": record.get("main_channel"),
-                  "seconds_ahead": round(float(fired.value("ahead", row)), 1)}
+                  "seconds_ahead": round(float(fired.value("ahead", row)), 1),
+                  "fast_minutes": int(fired.value("fast", row)), "interior_minutes": int(fired.value("interior", row))}
         thresholds: dict[str, Any] = {"min_speed": round(float(fired.value("needed", row)), 3),
                                       "min_minutes": section.min_minutes,
-                                      "min_ahead_seconds": section.min_ahead_seconds}
+                                      "min_share_of_minutes": section.min_share_of_minutes}
         if not known:
             thresholds["fallback_segment_seconds"] = section.fallback_segment_seconds
         basis = (f"the {values['realtime_segments_per_minute']} of real-time playback of {values['channel']} (from "
                  f"{values['channel_sessions']} other session(s))" if known else
                  f"{60 / section.fallback_segment_seconds:g} assumed (nobody else plays {values['channel']})")
         detail = (f"{values['speed']}x real-time playback: advanced {values['segments_per_minute']} segments per "
-                  f"minute against {basis}; {values['seconds_ahead']:g} s of media ahead of real time")
+                  f"minute against {basis}, in {values['fast_minutes']} of {values['interior_minutes']} minutes; "
+                  f"{values['seconds_ahead']:g} s of media ahead of real time")
         return self.reason(detail, section.weight, values, thresholds)

@@ -183,13 +183,14 @@ def test_playback_rate_against_the_crowd_small_crowd_and_fallback() -> None:
     # a buffer refill or a seek moves one minute, not the median of the interior minutes
     refill = [minute(k, segments=40, advance=40 if k in (1, 5) else 15) for k in range(10)]
     assert verdicts(crowd(4) + [session("fastsession0000001", refill)]) == {}
-    # a cast or a restart refills a buffer once: 1.33x over three interior minutes is 40 s ahead, not a download
+    # a cast or a restart refills a buffer in a minute or two: two fast interior minutes of three are not a download
     cast = [minute(k, segments=20 if k in (1, 2) else 15, advance=20 if k in (1, 2) else 15) for k in range(5)]
     assert verdicts(crowd(4) + [session("fastsession0000001", cast)]) == {}
-    # ... while the same pace kept up for eight minutes is 160 s ahead
-    kept = [minute(k, segments=20, advance=20) for k in range(10)]
+    # ... while the same pace kept up in every interior minute is
+    kept = [minute(k, segments=20, advance=20) for k in range(5)]
     rate = verdicts(crowd(4) + [session("fastsession0000001", kept)])["fastsession0000001"].reasons[0]
-    assert rate.values["seconds_ahead"] == pytest.approx(160.0) and rate.thresholds["min_ahead_seconds"] == 90
+    assert (rate.values["fast_minutes"], rate.values["interior_minutes"]) == (3, 3)
+    assert rate.values["seconds_ahead"] == pytest.approx(60.0) and rate.thresholds["min_share_of_minutes"] == 0.8
     # with one other session the bar is 1.5x higher (1.875): 30 per minute (2x) passes, 25 (1.67x) does not
     double = [minute(k, segments=30, advance=30) for k in range(10)]
     assert "fastsession0000001" in verdicts(crowd(1) + [session("fastsession0000001", double)])
