@@ -6,8 +6,9 @@ unknown keys are errors, so a typo cannot silently fall back to a default. Each 
 ``revoke_score`` and flagged for review when it reaches ``flag_score``.
 
 The defaults were chosen for 10-minute windows against what real viewers do (README, "What each reason catches and
-costs"): every reason that can revoke alone needs the odd behaviour to last at least two minutes of the window, so
-a single odd minute (a handover, a cast, a duplicated log delivery) never revokes anyone.
+costs"): every reason that can revoke alone needs the odd behaviour in at least two minutes of the window (or two
+moves), except three or more countries in one minute. The ``networks`` section is the network registry
+(:mod:`detection.networks`).
 """
 
 from __future__ import annotations

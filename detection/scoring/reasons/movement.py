@@ -118,7 +118,8 @@ def _moves_column(table: SessionTable, section: ImpossibleTravelSection, scored:
                     moves[row] = impossible_moves(session_cells, section, free)
         return moves
 
-    return table.memo(("moves", section, scored.tobytes()), compute)
+    key = ("moves", section.max_speed_kmh, section.min_km, section.min_requests, scored.tobytes())
+    return table.memo(key, compute)  # one computation for both reasons when their travel settings agree
 
 
 class ImpossibleTravel(ReasonRule):

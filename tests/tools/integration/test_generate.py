@@ -10,7 +10,7 @@ import pytest
 
 from detection.logs.reader import open_logs
 from detection.logs.schema import DETECTION_FIELDS, FIELDS_BY_NAME, parse_fields
-from tools.generate import KINDS, LEGIT_KINDS, PIRATE_KINDS, _session_ids, generate_corpus
+from tools.generate import DEFAULT_MIX, KINDS, LEGIT_KINDS, MIXES, PIRATE_KINDS, _session_ids, generate_corpus
 from tools.scenarios import Viewer, complete, encode_user_agent, playback, records, request, session_token
 
 SESSIONS, MINUTES, SEED = 400, 4, 11
@@ -55,13 +55,13 @@ def test_kinds_and_proportions(corpus) -> None:
     root, summary = corpus
     labels = pd.read_csv(root / "labels.csv")
     assert len(labels) == SESSIONS and labels["session_id"].is_unique
-    assert set(labels["kind"]) == set(KINDS)  # every kind present
+    assert set(labels["kind"]) == set(MIXES[DEFAULT_MIX])  # every kind of the default mix present
     assert set(labels["label"]) == {"legit", "pirate"}
     assert labels["label"].eq(labels["kind"].map(lambda k: KINDS[k].label)).all()
     share = (labels["label"] == "pirate").mean()
     assert 0.02 <= share <= 0.06
     assert (labels["kind"] == "plain").mean() > 0.4  # plain single-address viewers are the majority
-    assert summary.kinds == labels["kind"].value_counts().to_dict() | {k: 0 for k in KINDS if k not in summary.kinds}
+    assert summary.kinds == labels["kind"].value_counts().to_dict()
     assert set(LEGIT_KINDS) | set(PIRATE_KINDS) == set(KINDS)
     from_parquet = pd.read_parquet(root / "labels.parquet")
     assert list(from_parquet.columns) == list(labels.columns) and from_parquet["session_id"].tolist() == labels[
