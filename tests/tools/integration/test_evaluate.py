@@ -10,7 +10,7 @@ import pytest
 from detection.logs.reader import InputError
 from tools.detection_cli import main
 from tools.evaluate import _windows, evaluate_corpus, format_table
-from tools.generate import KINDS, generate_corpus
+from tools.generate import DEFAULT_MIX, MIXES, generate_corpus
 
 # A seed none of the thresholds were tuned on (tuning used seeds 1, 7 and 11-20).
 FRESH_SEED = 424242
@@ -26,7 +26,7 @@ def small(tmp_path_factory) -> Path:
 def test_evaluation_of_a_small_corpus(small: Path) -> None:
     evaluation = evaluate_corpus(small)
     assert evaluation.sessions == evaluation.legit + evaluation.pirates > 0
-    assert {k.kind for k in evaluation.kinds} == set(KINDS)
+    assert {k.kind for k in evaluation.kinds} == set(MIXES[DEFAULT_MIX])
     assert sum(k.sessions for k in evaluation.kinds) == evaluation.sessions
     p = evaluation.policy
     assert p.tp + p.fn == evaluation.pirates and p.fp + p.tn == evaluation.legit
