@@ -10,7 +10,13 @@ from core.session_ids import SESSION_ID
 
 JWT_SHAPE = re.compile(r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\Z")
 MAX_TOKEN_SEGMENT = 4096
-_FORBIDDEN_ENCODED = re.compile(r"%(2f|5c|2e|00)", re.IGNORECASE)
+#: Non-canonical percent-escapes (docs/edge-token.md, Path rules): a malformed or lowercase escape, an escaped
+#: unreserved character, ``/``, ``\``, ``;`` or NUL, a double escape, an overlong or impossible UTF-8 byte. The same
+#: pattern as ENC in edge/viewer_request.js; the shared vectors hold both to it.
+_FORBIDDEN_ENCODED = re.compile(
+    r"%(?![0-9A-F]{2})|%(2[DEF]|3[0-9B]|4[1-9A-F]|5[0-9ACF]|6[1-9A-F]|7[0-9AE]|00|25[0-9A-Fa-f]{2}|C[01]|F[5-9A-F]"
+    r"|E0%[89]|F0%8)"
+)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\\]")
 
 
@@ -46,7 +52,8 @@ def split_token(uri: str) -> TokenizedPath:
 
 
 def is_safe_path(path: str) -> bool:
-    """False for paths that could escape a prefix: `//`, backslashes, control chars, encoded separators, dot segments."""
+    """False for paths that could escape a prefix or have another spelling: `//`, backslashes, control chars,
+    non-canonical percent-escapes, dot segments."""
     if not path.startswith("/") or "//" in path or _CONTROL.search(path) or _FORBIDDEN_ENCODED.search(path):
         return False
     return all(segment not in (".", "..") for segment in path.split("/"))

@@ -9,7 +9,9 @@ const B64 = /^[A-Za-z0-9_-]+$/;
 const SID = /^[A-Za-z0-9_-]{16,32}$/;
 const KID = /^[A-Za-z0-9_-]{1,64}$/;
 const DESC = /^(ip|country|region|ua|ip\/(\d|[1-9]\d|1[01]\d|12[0-8])|h:[a-z0-9-]{1,64})$/;
-const ENC = /%(2f|5c|2e|00)/i;
+// one spelling per object: a malformed or lowercase escape, an escaped unreserved character, / \\ ; NUL, a
+// double escape, an overlong or impossible UTF-8 byte (docs/edge-token.md, Path rules)
+const ENC = /%(?![0-9A-F]{2})|%(2[DEF]|3[0-9B]|4[1-9A-F]|5[0-9ACF]|6[1-9A-F]|7[0-9AE]|00|25[0-9A-Fa-f]{2}|C[01]|F[5-9A-F]|E0%[89]|F0%8)/;
 const CTRL = /[\x00-\x1f\x7f\\]/;
 const HEX = '0123456789abcdef';
 

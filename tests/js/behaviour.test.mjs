@@ -305,6 +305,9 @@ describe('path rules (checks 12-13)', () => {
     '/live/%2e%2e/x', '/live/%2E%2E/x', '/live/%2e/x', '/live/ch1%2fx.ts', '/live/ch1%2Fx.ts',
     '/live/%5c/x', '/live/%5C', '/live/a%00.ts', '/live//x.ts', '//live/x.ts',
     '/live\\ch1', '/live/\x01', '/live/\x1f', '/live/\x7f', '/live/\tx', '/live/\nx',
+    // one spelling per object: escaped unreserved characters, lowercase or malformed escapes, double escapes
+    '/live/%41.ts', '/live/seg_1.t%73', '/live/%252e%252e/x', '/live/%252E/x', '/live/caf%c3%a9.ts', '/live/%C0%AE',
+    '/live/%E0%80%AE', '/live/%F8.ts', '/live/x.ts%3Bx', '/live/%', '/live/%4', '/live/%g1',
   ];
   for (const asset of badPaths) {
     it(`bad-path for ${JSON.stringify(asset)}`, async () => {
@@ -312,7 +315,8 @@ describe('path rules (checks 12-13)', () => {
       assert.equal(result.kvs_reads, 1);
     });
   }
-  for (const asset of ['/live/ch1/', '/live/...', '/live/..x/a.ts', '/live/a..b', '/live/%41.ts', '/live/%252e%252e/x', '/']) {
+  for (const asset of ['/live/ch1/', '/live/...', '/live/..x/a.ts', '/live/a..b', '/live/caf%C3%A9.ts', '/live/a%20b.ts',
+    '/live/50%25.ts', '/live/%40x.ts', '/']) {
     it(`not a bad path: ${JSON.stringify(asset)}`, () => allows({ uri: uriFor(baseClaims(), { asset }) }, asset));
   }
 

@@ -176,6 +176,21 @@ def scope_vectors() -> list[dict[str, Any]]:
         vector("traversal-double-slash", url(scoped, "/live/ch1//seg1.ts"), 403, "bad-path"),
         vector("traversal-backslash", url(scoped, "/live/ch1/..\\ch2/seg1.ts"), 403, "bad-path"),
         vector("traversal-unscoped-dotdot", url(token(22), "/vod/../secret/x.ts"), 403, "bad-path"),
+        # one spelling per object: only canonical percent-escapes (docs/edge-token.md, Path rules)
+        vector("spelling-escaped-unreserved", url(scoped, "/live/ch1/seg_00042.t%73"), 403, "bad-path"),
+        vector("spelling-escaped-digit", url(scoped, "/live/ch1/seg_0004%32.ts"), 403, "bad-path"),
+        vector("spelling-escaped-tilde", url(scoped, "/live/ch1/%7Eseg1.ts"), 403, "bad-path"),
+        vector("spelling-escaped-hyphen", url(scoped, "/live/ch1/seg%2D1.ts"), 403, "bad-path"),
+        vector("spelling-lowercase-escape", url(scoped, "/live/ch1/caf%c3%a9.ts"), 403, "bad-path"),
+        vector("spelling-double-escape", url(scoped, "/live/ch1/%252E%252E/seg1.ts"), 403, "bad-path"),
+        vector("spelling-overlong-utf8-dot", url(scoped, "/live/ch1/%C0%AE%C0%AE/seg1.ts"), 403, "bad-path"),
+        vector("spelling-overlong-utf8-3byte", url(scoped, "/live/ch1/%E0%80%AE/seg1.ts"), 403, "bad-path"),
+        vector("spelling-impossible-utf8-byte", url(scoped, "/live/ch1/%FFseg1.ts"), 403, "bad-path"),
+        vector("spelling-escaped-semicolon", url(scoped, "/live/ch1/seg1.ts%3Bjsessionid=x"), 403, "bad-path"),
+        vector("spelling-malformed-escape", url(scoped, "/live/ch1/seg%zz1.ts"), 403, "bad-path"),
+        vector("spelling-truncated-escape", url(scoped, "/live/ch1/seg1.ts%4"), 403, "bad-path"),
+        allow("spelling-canonical-utf8", url(scoped, "/live/ch1/caf%C3%A9.ts"), "/live/ch1/caf%C3%A9.ts"),
+        allow("spelling-escaped-space", url(scoped, "/live/ch1/my%20seg1.ts"), "/live/ch1/my%20seg1.ts"),
     ]
 
 

@@ -91,7 +91,10 @@ def test_split_token_shapes() -> None:
     "path,safe",
     [("/live/a.ts", True), ("/", True), ("/a/../b", False), ("/a/./b", False), ("/a//b", False),
      ("/a/%2e%2e/b", False), ("/a%2Fb", False), ("/a%5cb", False), ("/a\\b", False), ("/a%00", False),
-     ("/a\x01b", False), ("relative", False), ("/a/..b/c", True), ("/a/%41", True)],
+     ("/a\x01b", False), ("relative", False), ("/a/..b/c", True), ("/a/%41", False), ("/a/seg_1.t%73", False),
+     ("/a/%252E", False), ("/a/caf%c3%a9", False), ("/a/%C0%AE", False), ("/a/%E0%9F%BF", False), ("/a/%F0%8F", False),
+     ("/a/%F5", False), ("/a/x%3Bx", False), ("/a/%", False), ("/a/%4", False), ("/a/caf%C3%A9", True),
+     ("/a/a%20b", True), ("/a/50%25.ts", True), ("/a/%E0%A0%80", True), ("/a/%F0%90%80%80", True)],
 )
 def test_safe_paths(path: str, safe: bool) -> None:
     assert is_safe_path(path) is safe
