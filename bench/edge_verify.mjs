@@ -1,9 +1,11 @@
 #!/usr/bin/env node
-// Verify time of the viewer-request function per request under node, through the runtime harness
-// (edge/runtime/cf_runtime.mjs: vm context, KeyValueStore emulation, event copy). CloudFront's own
-// runtime differs (no JIT warm-up across requests), so read this as relative cost, not edge latency.
+// Verify time of the viewer-request function per request under node, two ways: through the runtime harness
+// (edge/runtime/cf_runtime.mjs: vm context, KeyValueStore emulation, a copy of the event per call, a queue) and in a
+// direct loop (the handler called on the same event, only its uri restored between calls). CloudFront's own runtime
+// differs (no JIT warm-up across requests), so read this as relative cost, not edge latency.
 //
-//   node bench/edge_verify.mjs [--iterations N] [--warmup N] [--json]
+//   node bench/edge_verify.mjs [--iterations N] [--warmup N] [--function PATH] [--json]
+//   (--function: another version of the function, e.g. `git show REV:edge/viewer_request.js > old.js`, to compare)
 
 import crypto from 'node:crypto';
 import path from 'node:path';
@@ -49,24 +51,38 @@ const scenarios = [
   { name: 'bad signature', uri: `/${SID}.${token(claims, crypto.randomBytes(32))}${asset}`, store, expect: 'bad-signature' },
 ];
 
-const fn = loadFunction({ path: path.join(root, 'edge', 'viewer_request.js') });
+const at = args.indexOf('--function');
+const fn = loadFunction({ path: at >= 0 ? path.resolve(args[at + 1]) : path.join(root, 'edge', 'viewer_request.js') });
 
 async function measure({ uri, store: s, expect }) {
   const event = buildEvent({ uri, viewerIp: '203.0.113.77', headers });
   const first = await fn.run(event, { store: s, now: NOW });
   const decision = toDecision(first.result, uri);
   if (decision.reason !== expect) throw new Error(`expected ${expect}, got ${decision.reason}`);
-  for (let i = 0; i < WARMUP; i++) await fn.run(event, { store: s, now: NOW });
+  const harness = await timed(() => fn.run(event, { store: s, now: NOW }));
+  const handler = fn.direct({ store: s, now: NOW });
+  const own = structuredClone(event);
+  const directResult = toDecision(await handler(own), uri);
+  if (directResult.reason !== expect) throw new Error(`direct: expected ${expect}, got ${directResult.reason}`);
+  const direct = await timed(async () => {
+    await handler(own);
+    own.request.uri = uri;
+  });
+  return { reason: decision.reason, kvs_reads: first.kvsReads, harness, direct };
+}
+
+async function timed(call) {
+  for (let i = 0; i < WARMUP; i++) await call();
   const samples = new Float64Array(ITERATIONS);
   for (let i = 0; i < ITERATIONS; i++) {
     const start = process.hrtime.bigint();
-    await fn.run(event, { store: s, now: NOW });
+    await call();
     samples[i] = Number(process.hrtime.bigint() - start) / 1000;
   }
   samples.sort();
   const mean = samples.reduce((a, b) => a + b, 0) / ITERATIONS;
   const pct = (q) => samples[Math.min(ITERATIONS - 1, Math.floor(q * ITERATIONS))];
-  return { reason: decision.reason, kvs_reads: first.kvsReads, mean_us: mean, p50_us: pct(0.5), p99_us: pct(0.99) };
+  return { mean_us: mean, p50_us: pct(0.5), p99_us: pct(0.99) };
 }
 
 const results = [];
@@ -76,8 +92,12 @@ if (args.includes('--json')) {
   console.log(JSON.stringify({ source_bytes: fn.size, iterations: ITERATIONS, warmup: WARMUP, node: process.version, results }));
 } else {
   console.log(`edge/viewer_request.js: ${fn.size} bytes (limit 10240); node ${process.version}; ${ITERATIONS} iterations after ${WARMUP} warm-up`);
-  console.log('scenario               reason          kvs reads   mean µs    p50 µs    p99 µs');
+  console.log('scenario               reason          kvs reads  mode       mean µs    p50 µs    p99 µs');
+  const us = (x) => x.toFixed(1).padStart(9);
   for (const r of results) {
-    console.log(`${r.scenario.padEnd(22)} ${r.reason.padEnd(15)} ${String(r.kvs_reads).padStart(9)} ${r.mean_us.toFixed(1).padStart(9)} ${r.p50_us.toFixed(1).padStart(9)} ${r.p99_us.toFixed(1).padStart(9)}`);
+    for (const mode of ['harness', 'direct']) {
+      const m = r[mode];
+      console.log(`${r.scenario.padEnd(22)} ${r.reason.padEnd(15)} ${String(r.kvs_reads).padStart(9)}  ${mode.padEnd(8)} ${us(m.mean_us)} ${us(m.p50_us)} ${us(m.p99_us)}`);
+    }
   }
 }

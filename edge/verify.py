@@ -169,7 +169,7 @@ def revocation_active(value: str | None, now: float) -> bool:
     return not _EXPIRY.match(expiry) or int(expiry) > now
 
 
-def _check_request(uri: str, viewer: Viewer, store: KeyValueReader, now: float) -> str:
+def _check_request(uri: str, viewer: Viewer, store: KeyValueReader, now: float, on_fault: str = "allow") -> str:
     try:
         parts = split_token(uri)
     except PathShapeError as exc:
@@ -187,15 +187,24 @@ def _check_request(uri: str, viewer: Viewer, store: KeyValueReader, now: float) 
     exempt = any_prefix_matches(claims.get("exc", []), path)
     if "bnd" in claims and not exempt and not binding_matches(key, claims["bnd"], claims["bh"], viewer):
         raise _forbidden("binding")
-    if revocation_active(store.get(f"r:{parts.session_id}"), now):
+    try:
+        revocation = store.get(f"r:{parts.session_id}")
+    except Exception:  # noqa: BLE001 - a store fault: the stack's RevocationReadFault decides, as at the edge
+        if on_fault != "allow":
+            raise _forbidden("revocation-unavailable") from None
+        revocation = None
+    if revocation_active(revocation, now):
         raise _forbidden("revoked")
     return path
 
 
-def verify_request(uri: str, viewer: Viewer, store: KeyValueReader, now: float) -> Decision:
-    """Decide one viewer request exactly as the edge function would."""
+def verify_request(
+    uri: str, viewer: Viewer, store: KeyValueReader, now: float, *, on_fault: str = "allow"
+) -> Decision:
+    """Decide one viewer request exactly as the edge function would; ``on_fault`` is the function's
+    RevocationReadFault ("allow" or "deny") for a store that faults reading the session's revocation."""
     try:
-        forwarded = _check_request(uri, viewer, store, now)
+        forwarded = _check_request(uri, viewer, store, now, on_fault)
     except _Deny as deny:
         return Decision("deny", deny.status, deny.reason, uri)
     except Exception:  # noqa: BLE001 - like the edge: an unexpected error is a deny, never a pass

@@ -1,5 +1,6 @@
 """Put edge/viewer_request.js into template.yaml: CloudFormation takes a CloudFront Function's code only
-inline (`FunctionCode`), so the build copies the source there. `python -m tools.template_inline` rewrites
+inline (`FunctionCode`), so the build copies the source there, inside `!Sub`, with its fault policy line taken from
+the RevocationReadFault parameter. `python -m tools.template_inline` rewrites
 template.yaml in place; `--check` exits 1 when the template is stale (used by tests and CI).
 """
 
@@ -13,7 +14,21 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "template.yaml"
 SOURCE = ROOT / "edge" / "viewer_request.js"
-_BLOCK = re.compile(r"^(?P<indent>[ ]+)FunctionCode: \|\n(?P<body>(?:(?P=indent)[ ]+.*\n|[ \t]*\n)*)", re.MULTILINE)
+_BLOCK = re.compile(
+    r"^(?P<indent>[ ]+)FunctionCode: (?:!Sub )?\|\n(?P<body>(?:(?P=indent)[ ]+.*\n|[ \t]*\n)*)", re.MULTILINE
+)
+#: The function's fault policy line, and what the template makes of it: the RevocationReadFault stack parameter.
+FAULT_LINE = "const ON_FAULT = 'allow';"
+FAULT_PARAMETER = "const ON_FAULT = '${RevocationReadFault}';"
+
+
+def render(source: str) -> str:
+    """The function source as the template holds it (inside !Sub): the fault policy from the stack parameter."""
+    if source.count(FAULT_LINE) != 1:
+        raise ValueError(f"the function source must hold the line {FAULT_LINE!r} exactly once")
+    if "${" in source:
+        raise ValueError("the function source must not hold '${' (the template wraps it in !Sub)")
+    return source.replace(FAULT_LINE, FAULT_PARAMETER)
 
 
 def inline(template: str, source: str) -> str:
@@ -24,7 +39,8 @@ def inline(template: str, source: str) -> str:
     match = matches[0]
     indent = match.group("indent") + "  "
     body = "".join(f"{indent}{line}\n" if line.strip() else "\n" for line in source.rstrip("\n").split("\n"))
-    return template[: match.start("body")] + body + template[match.end("body") :]
+    head = f"{match.group('indent')}FunctionCode: !Sub |\n"
+    return template[: match.start()] + head + body + template[match.end("body") :]
 
 
 def sync_template(
@@ -48,7 +64,7 @@ def main(argv: list[str]) -> int:
     source = SOURCE.read_text(encoding="utf-8")
     return sync_template(
         argv,
-        lambda current: inline(current, source),
+        lambda current: inline(current, render(source)),
         stale="template.yaml does not hold the current edge/viewer_request.js: run make template",
         written=f"inlined {SOURCE.name} ({len(SOURCE.read_bytes())} bytes) into {TEMPLATE.name}",
     )

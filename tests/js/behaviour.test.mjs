@@ -1,10 +1,11 @@
 // Behaviour of edge/viewer_request.js against docs/edge-token.md, with tokens built by node's crypto.
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
 import { describe, it } from 'node:test';
 
-import { buildEvent, toDecision } from '../../edge/runtime/cf_runtime.mjs';
+import { buildEvent, loadFunction, toDecision } from '../../edge/runtime/cf_runtime.mjs';
 import {
-  KEY, KID, NOW, OTHER_KEY, SID, b64u, baseClaims, bindingMac, check, edgeFunction, hmac, sign, store, tokenUri,
+  FUNCTION_PATH, KEY, KID, NOW, OTHER_KEY, SID, b64u, baseClaims, bindingMac, check, edgeFunction, hmac, sign, store, tokenUri,
 } from './helpers.mjs';
 
 const ASSET = '/live/ch1/seg1.ts';
@@ -20,10 +21,11 @@ function nonCanonical(text) {
   return spelling;
 }
 
-/** Decide and check the invariants that hold on every path: ≤ 2 KVS reads, a known status. */
+/** Decide and check the invariants that hold on every path: ≤ 3 KVS reads (the key, whether the session has a
+ * revocation entry, the entry), a known status. */
 async function run(args) {
   const result = await check(args);
-  assert.ok(result.kvs_reads <= 2, `kvs_reads ${result.kvs_reads} > 2 for ${args.uri}`);
+  assert.ok(result.kvs_reads <= 3, `kvs_reads ${result.kvs_reads} > 3 for ${args.uri}`);
   assert.ok([200, 401, 403].includes(result.status), `status ${result.status}`);
   return result;
 }
@@ -498,7 +500,7 @@ describe('revocation (check 15)', () => {
 
   it('revoked while the expiry is in the future', async () => {
     const result = await denies({ uri, storeData: revokedWith(`${NOW + 100}|auto`) }, 403, 'revoked');
-    assert.equal(result.kvs_reads, 2);
+    assert.equal(result.kvs_reads, 3); // the key, exists(r:<sid>), get(r:<sid>)
     await denies({ uri, storeData: revokedWith(`${NOW + 1}|manual`) }, 403, 'revoked');
     await denies({ uri, storeData: revokedWith(`${NOW + 100}`) }, 403, 'revoked');
   });
@@ -522,7 +524,7 @@ describe('revocation (check 15)', () => {
 });
 
 describe('KeyValueStore use', () => {
-  it('never reads more than twice, and not at all for a malformed URI', async () => {
+  it('reads twice for an allowed request, and not at all for a malformed URI', async () => {
     assert.equal((await run({ uri: '/nothing' })).kvs_reads, 0);
     assert.equal((await run({ uri: uriFor(baseClaims(), { header: { alg: 'none', kid: KID } }) })).kvs_reads, 0);
     assert.equal((await run({ uri: uriFor(baseClaims(), { key: OTHER_KEY }) })).kvs_reads, 1);
@@ -551,10 +553,40 @@ describe('KeyValueStore use', () => {
     }
   });
 
-  it('get() throwing for r:<sid> is the runtime\'s "absent" (not revoked)', async () => {
-    // CloudFront's get() rejects for an absent key; the function cannot tell that from a fault.
-    const absent = { get: async (key) => { if (key.startsWith('k:')) return b64u(KEY); throw new Error('not found'); }, exists: async () => false };
+  it('an absent r:<sid> is known from exists() without a get() (the hot path)', async () => {
+    const reads = [];
+    const absent = {
+      get: async (key) => { reads.push(`get ${key}`); if (key.startsWith('k:')) return b64u(KEY); throw new Error('not found'); },
+      exists: async (key) => { reads.push(`exists ${key}`); return false; },
+    };
     await allows({ uri: uriFor(baseClaims()), kvs: absent });
+    assert.deepEqual(reads, [`get k:${KID}`, `exists r:${SID}`]);
+  });
+
+  const faulty = (where) => ({
+    get: async (key) => {
+      if (key.startsWith('k:')) return b64u(KEY);
+      if (where == 'get') throw new Error('KVS unavailable');
+      return `${NOW + 100}|auto`;
+    },
+    exists: async () => { if (where == 'exists') throw new Error('KVS unavailable'); return true; },
+  });
+
+  it('a fault reading r:<sid> lets the request through by default (RevocationReadFault=allow)', async () => {
+    for (const where of ['exists', 'get']) await allows({ uri: uriFor(baseClaims()), kvs: faulty(where) });
+  });
+
+  it('with RevocationReadFault=deny a fault reading r:<sid> is 403 revocation-unavailable', async () => {
+    const source = fs.readFileSync(FUNCTION_PATH, 'utf8');
+    assert.ok(source.includes("const ON_FAULT = 'allow';"));
+    const strict = loadFunction({ source: source.replace("const ON_FAULT = 'allow';", "const ON_FAULT = 'deny';") });
+    for (const where of ['exists', 'get']) {
+      const { result } = await strict.run(buildEvent({ uri: uriFor(baseClaims()) }), { kvs: faulty(where), now: NOW });
+      assert.equal(result.statusCode, 403);
+      assert.equal(result.statusDescription, 'Forbidden (revocation-unavailable)');
+    }
+    const { result } = await strict.run(buildEvent({ uri: uriFor(baseClaims()) }), { store: store(), now: NOW });
+    assert.equal(result.uri, '/live/ch1/seg1.ts'); // no fault: the same decisions
   });
 });
 
@@ -603,7 +635,7 @@ describe('robustness', () => {
       }
       const { result, kvsReads } = await fn.run(buildEvent({ uri, viewerIp: pieces[rnd(pieces.length)] }), { store: store(), now: NOW });
       const decision = toDecision(result, uri);
-      assert.ok(kvsReads <= 2);
+      assert.ok(kvsReads <= 3);
       assert.ok(['allow', 'deny'].includes(decision.decision));
       if (decision.decision === 'allow') assert.ok(decision.uri.startsWith('/'));
       else assert.match(result.statusDescription, /^(Unauthorized|Forbidden) \([a-z-]+\)$/);

@@ -205,7 +205,7 @@ describe('runner protocol', () => {
         { decision: 'allow', status: 200, reason: 'ok', uri: '/live/ch1/seg1.ts', kvs_reads: 2 });
 
       fs.writeFileSync(storePath, JSON.stringify(store({ revoked: { [SID]: `${NOW + 60}|manual` } })));
-      assert.deepEqual(await ask(JSON.stringify(request)), { decision: 'deny', status: 403, reason: 'revoked', uri, kvs_reads: 2 });
+      assert.deepEqual(await ask(JSON.stringify(request)), { decision: 'deny', status: 403, reason: 'revoked', uri, kvs_reads: 3 });
 
       assert.match((await ask('{not json')).error, /invalid JSON/);
       assert.match((await ask('')).error, /empty line/);

@@ -32,3 +32,24 @@ def test_python_verifier_matches_vector(vector) -> None:
     decision = verify_request(vector["uri"], vector_viewer(vector), store_reader(VECTORS["store"]),
                               vector.get("now", VECTORS["now"]))
     assert decision.to_dict() == vector["expect"]
+
+
+class _FaultyRevocations:
+    """A store whose revocation entries cannot be read (the key still can)."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+
+    def get(self, key: str) -> str | None:
+        if key.startswith("r:"):
+            raise ConnectionError("KeyValueStore unavailable")
+        return self.inner.get(key)
+
+
+def test_a_fault_reading_the_revocation_follows_the_stacks_policy_like_the_edge() -> None:
+    valid = next(v for v in VECTORS["vectors"] if v["name"] == "valid")
+    store = _FaultyRevocations(store_reader(VECTORS["store"]))
+    args = (valid["uri"], vector_viewer(valid), store, valid.get("now", VECTORS["now"]))
+    assert verify_request(*args).allowed  # RevocationReadFault=allow, the default
+    denied = verify_request(*args, on_fault="deny")
+    assert (denied.status, denied.reason) == (403, "revocation-unavailable")

@@ -8,7 +8,8 @@ import pytest
 import yaml
 
 from tests.helpers import ROOT
-from tools.template_inline import SOURCE, TEMPLATE, inline
+from tests.infra.helpers import TPL
+from tools.template_inline import FAULT_LINE, FAULT_PARAMETER, SOURCE, TEMPLATE, inline, render
 
 
 class _CfnLoader(yaml.SafeLoader):
@@ -22,17 +23,26 @@ def load_template() -> dict:
     return yaml.load(TEMPLATE.read_text(encoding="utf-8"), Loader=_CfnLoader)  # noqa: S506 - SafeLoader subclass
 
 
-def test_function_code_is_the_edge_source() -> None:
-    function = load_template()["Resources"]["ViewerRequestFunction"]["Properties"]
+def test_function_code_is_the_edge_source_with_the_fault_policy_from_the_stack() -> None:
+    function = TPL["Resources"]["ViewerRequestFunction"]["Properties"]
     assert function["FunctionConfig"]["Runtime"] == "cloudfront-js-2.0"
-    assert function["FunctionCode"].rstrip("\n") == SOURCE.read_text(encoding="utf-8").rstrip("\n")
+    code = function["FunctionCode"]["Fn::Sub"]
+    assert code.count(FAULT_PARAMETER) == 1
+    assert code.replace(FAULT_PARAMETER, FAULT_LINE).rstrip("\n") == SOURCE.read_text(encoding="utf-8").rstrip("\n")
+    assert "${" not in code.replace(FAULT_PARAMETER, "")  # nothing else for !Sub to touch
+    parameter = TPL["Parameters"]["RevocationReadFault"]
+    assert (parameter["Default"], parameter["AllowedValues"]) == ("allow", ["allow", "deny"])
 
 
 def test_inline_replaces_only_the_code_block() -> None:
     template = "A:\n  FunctionCode: |\n    old\n\n    code\n  Next: 1\n"
-    assert inline(template, "new();\n\nmore();\n") == "A:\n  FunctionCode: |\n    new();\n\n    more();\n  Next: 1\n"
+    assert inline(template, "new();\n\nmore();\n") == "A:\n  FunctionCode: !Sub |\n    new();\n\n    more();\n  Next: 1\n"
     with pytest.raises(ValueError, match="exactly one"):
         inline("A: 1\n", "x")
+    with pytest.raises(ValueError, match="exactly once"):
+        render("const x = 1;")
+    with pytest.raises(ValueError, match="must not hold"):
+        render(FAULT_LINE + " const y = `${x}`;")
 
 
 def test_inline_check_mode_agrees() -> None:
