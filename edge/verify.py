@@ -20,17 +20,12 @@ from edge.keys import KID_PATTERN, MIN_KEY_BYTES
 from edge.paths import PathShapeError, any_prefix_matches, is_safe_path, split_token
 
 SKEW_SECONDS = 30
+#: Deepest JSON nesting a token part may have (brackets outside strings); the edge caps it the same way (DEPTH), so
+#: neither verifier runs out of stack on a crafted token and both call it malformed.
+MAX_JSON_DEPTH = 8
 _EXPIRY = re.compile(r"^[0-9]+\Z")
-_NO_TIME_CHECKS = {
-    "verify_signature": True,
-    "verify_exp": False,
-    "verify_nbf": False,
-    "verify_iat": False,
-    "verify_aud": False,
-    "verify_iss": False,
-    "verify_sub": False,
-    "verify_jti": False,
-}
+_BRACKETS = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')
+_SIGNATURE = jwt.api_jws.PyJWS()
 
 
 class KeyValueReader(Protocol):
@@ -110,11 +105,30 @@ def _signing_key(store: KeyValueReader, kid: str) -> bytes:
     return key
 
 
+def too_deep(text: str, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Whether JSON ``text`` nests brackets deeper than ``limit`` (strings skipped), without parsing it."""
+    if text.count("[") + text.count("{") <= limit:
+        return False
+    depth = 0
+    for match in _BRACKETS.finditer(text):
+        bracket = match.group()
+        if bracket in "[{":
+            depth += 1
+            if depth > limit:
+                return True
+        elif bracket in "]}":
+            depth -= 1
+    return False
+
+
 def _json_object(part: str) -> dict[str, Any] | None:
-    """A JWT part as the edge reads it: canonical base64url, strict UTF-8 (no BOM), plain JSON (no NaN or
-    Infinity), an object. None otherwise."""
+    """A JWT part as the edge reads it: canonical base64url, strict UTF-8 (no BOM), nested at most
+    ``MAX_JSON_DEPTH`` deep, plain JSON (no NaN or Infinity), an object. None otherwise."""
     try:
-        value = json.loads(b64url_decode(part).decode("utf-8"), parse_constant=_reject_constant)
+        text = b64url_decode(part).decode("utf-8")
+        if too_deep(text):
+            return None
+        value = json.loads(text, parse_constant=_reject_constant)
     except ValueError:
         return None
     return value if isinstance(value, dict) else None
@@ -142,8 +156,8 @@ def _verified_claims(token: str, store: KeyValueReader) -> tuple[dict[str, Any],
     key = _signing_key(store, kid)
     if len(b64url_decode(signature_part)) != 32:
         raise _unauthorized("bad-signature")
-    try:
-        jwt.decode(token, key, algorithms=["HS256"], options=_NO_TIME_CHECKS)  # type: ignore[arg-type]
+    try:  # the signature only (JWS): the payload is parsed below, depth-capped, as at the edge
+        _SIGNATURE.decode(token, key, algorithms=["HS256"])
     except jwt.InvalidSignatureError:
         raise _unauthorized("bad-signature") from None
     except jwt.InvalidTokenError:

@@ -32,11 +32,29 @@ function b64(s) {
   return b.toString('base64url') === s ? b : null;
 }
 
-// Decoded JWT part -> JSON object (UTF-8), else null.
+// Brackets outside strings nested deeper than DEPTH (edge/verify.py caps the same), checked before parsing.
+const DEPTH = 8;
+function deep(t) {
+  if ((t.match(/[[{]/g) || []).length <= DEPTH) return false;
+  let d = 0, q = false;
+  for (let i = 0; i < t.length; i++) {
+    const c = t[i];
+    if (q) {
+      if (c == '\\') i++;
+      else if (c == '"') q = false;
+    } else if (c == '"') q = true;
+    else if (c == '[' || c == '{') {
+      if (++d > DEPTH) return true;
+    } else if (c == ']' || c == '}') d--;
+  }
+  return false;
+}
+
+// Decoded JWT part -> JSON object (UTF-8, at most DEPTH deep), else null.
 function obj(b) {
   try {
     const t = b.toString();
-    if (!Buffer.from(t).equals(b)) return null;
+    if (!Buffer.from(t).equals(b) || deep(t)) return null;
     const o = JSON.parse(t);
     return o && typeof o == 'object' && !Array.isArray(o) ? o : null;
   } catch (e) {

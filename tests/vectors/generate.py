@@ -159,6 +159,35 @@ def basic_vectors() -> list[dict[str, Any]]:
     ]
 
 
+def nested(depth: int) -> Any:
+    """``depth`` arrays inside one another."""
+    value: Any = 1
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+def depth_vectors() -> list[dict[str, Any]]:
+    """JSON nesting: both verifiers refuse a part nested deeper than 8 before parsing it (brackets in strings do
+    not count), validly signed or not, so neither runs out of stack."""
+    header = {"alg": "HS256", "kid": "k1"}
+    deep_claims = json.dumps(claims_of(24))[:-1] + ', "x": ' + "[" * 1200 + "1" + "]" * 1200 + "}"  # as reviewed
+    return [
+        allow("depth-payload-at-limit", url((sid(24), raw_jwt(header, claims_of(24, x=nested(7)))))),
+        vector("depth-payload-over-limit", url((sid(24), raw_jwt(header, claims_of(24, x=nested(8))))),
+               401, "malformed-token"),
+        vector("depth-payload-1200-signed", url((sid(24), signed_text(json.dumps(header), deep_claims))),
+               401, "malformed-token"),
+        vector("depth-payload-1200-bad-signature", url((sid(24), signed_text(json.dumps(header), deep_claims,
+                                                                           key=b"\x01" * 32))),
+               401, "bad-signature"),  # the signature is checked before the payload is read
+        vector("depth-header-over-limit", url((sid(24), raw_jwt({**header, "x": nested(8)}, claims_of(24)))),
+               401, "malformed-token"),
+        allow("depth-brackets-in-strings", url((sid(24), raw_jwt(header, claims_of(24, x="[[[[{{{{[[[[{{{{\\\"[[")))),),
+        allow("depth-wide-payload", url((sid(24), raw_jwt(header, claims_of(24, x=[[1]] * 300))))),
+    ]
+
+
 def scope_vectors() -> list[dict[str, Any]]:
     scoped = token(20, paths=["/live/ch1"])
     slash_scoped = token(21, paths=["/vod/"])
@@ -292,7 +321,7 @@ def store() -> dict[str, Any]:
 
 
 def build() -> dict[str, Any]:
-    vectors = basic_vectors() + scope_vectors() + binding_vectors() + revocation_vectors()
+    vectors = basic_vectors() + depth_vectors() + scope_vectors() + binding_vectors() + revocation_vectors()
     names = [v["name"] for v in vectors]
     assert len(names) == len(set(names)), "vector names must be unique"
     return {"now": NOW, "store": store(), "vectors": vectors}

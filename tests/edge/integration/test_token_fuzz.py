@@ -156,3 +156,38 @@ def test_validly_signed_arbitrary_claims(edge_runner, claims: dict[str, Any], pa
         assert isinstance(claims.get("exp"), (int, float)) and claims["exp"] > NOW - 30
         assert claims.get("sid") == "fuzzsession00000001"
         assert "paths" not in claims or any_prefix_matches(claims["paths"], path)
+
+
+@st.composite
+def deep_or_wide_json(draw) -> str:
+    """JSON text nested up to 1 500 deep (arrays, objects, or both, with bracket-like strings inside) or up to
+    2 000 items wide: what json.dumps cannot always write, so built as text."""
+    if draw(st.booleans()):
+        depth = draw(st.integers(0, 1500))
+        kinds = draw(st.lists(st.sampled_from(["[", '{"k":']), min_size=1, max_size=3))
+        opens = [kinds[i % len(kinds)] for i in range(depth)]
+        core = json.dumps(draw(st.sampled_from(["[[{", "]]}", "x", 1, None])))
+        return "".join(opens) + core + "".join("]" if o == "[" else "}" for o in reversed(opens))
+    width = draw(st.integers(0, 2000))
+    item = draw(st.sampled_from(["1", "[1]", '{"a":[2]}', '"[["']))
+    return "[" + ",".join([item] * width) + "]"
+
+
+@FUZZ_SETTINGS
+@given(deep_or_wide_json(), st.sampled_from(["payload", "header"]), st.booleans())
+def test_deeply_nested_and_very_wide_json(edge_runner, value: str, part: str, good_signature: bool) -> None:
+    """A claim (or a header field) nested deep or very wide: both verifiers give the same decision, a depth over
+    the cap is malformed (after the signature, for the payload), and neither runs out of stack."""
+    header_text = json.dumps({"alg": "HS256", "kid": KEY.kid})
+    payload_text = json.dumps({"sid": "fuzzsession00000001", "iat": NOW, "exp": NOW + 600})
+    if part == "payload":
+        payload_text = payload_text[:-1] + ', "x": ' + value + "}"
+    else:
+        header_text = header_text[:-1] + ', "x": ' + value + "}"
+    header, payload = b64url_encode(header_text.encode()), b64url_encode(payload_text.encode())
+    key = KEY.secret if good_signature else b"\x02" * 32
+    mac = hmac.new(key, f"{header}.{payload}".encode(), hashlib.sha256).digest()
+    uri = f"/fuzzsession00000001.{header}.{payload}.{b64url_encode(mac)}/live/ch1/a.ts"
+    python, node = decide_both(edge_runner, uri)
+    assert python == node
+    assert python["reason"] != "error"
