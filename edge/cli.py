@@ -61,6 +61,8 @@ def _sign(args: argparse.Namespace) -> int:
     )
     issued = issue_token(request, key, now=args.now)
     print(f"session {issued.session_id} kid {key.kid} expires {issued.expires_at}", file=sys.stderr)
+    print("signed locally: nothing is recorded in a ledger, so a revocation of this session lasts only as long as "
+          "the detection or the operator sets it (the token-issuing API records every token)", file=sys.stderr)
     print(issued.url_for(args.url))
     return EXIT_OK
 

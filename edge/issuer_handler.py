@@ -6,17 +6,19 @@ Thin on purpose: parse and validate the event (Powertools event handler + the py
 =====  ==========================================================================================================
 201    ``{"url", "session_id", "expires_at", "kid"}`` (``expires_at`` in epoch seconds)
 400    ``{"error": "invalid-request" | "missing-viewer-attribute" | "ttl-too-large" | ..., "message", ["details"]}``
-409    ``{"error": "revoked", ...}``: the session id is revoked; ask for a token without ``session_id``
+409    ``{"error": "revoked", ...}``: the session id is revoked (or was, and no operator lifted it); ask for a token
+       without ``session_id``
 415    the body is not ``application/json``
-503    ``{"error": "key-unavailable" | "store-unavailable", ...}``: the signing key or the revocation list cannot be
-       read; retry later
+503    ``{"error": "key-unavailable" | "store-unavailable", ...}``: the signing key, the revocation list or the ledger
+       cannot be read or written; retry later
 500    ``{"error": "misconfigured" | "internal", ...}``: see the function's logs
 =====  ==========================================================================================================
 
 Configuration (environment, parsed once per execution environment by :class:`IssuerSettings`):
 ``SIGNING_SECRET_ARN`` or ``SIGNING_KEY_FILE`` (exactly one), ``SIGNING_KEY_CACHE_SECONDS`` (default 60),
 ``EDGE_STORE`` (KeyValueStore ARN or local ``.json`` store), ``DEFAULT_TTL_SECONDS`` (default 3600),
-``MAX_TTL_SECONDS`` (default 86400), and Powertools' own ``POWERTOOLS_SERVICE_NAME``,
+``MAX_TTL_SECONDS`` (default 86400), ``LEDGER_TABLE`` (the ledger: each token's expiry is recorded against its
+session, and a session whose revocation no operator lifted is refused; unset: no ledger), and Powertools' own ``POWERTOOLS_SERVICE_NAME``,
 ``POWERTOOLS_METRICS_NAMESPACE``, ``POWERTOOLS_LOG_LEVEL``, ...
 
 Never logged or traced: key material, tokens, tokenized URLs (the handler's response is not captured by the tracer).
@@ -38,6 +40,7 @@ from core.http_request import BadRequestBody, iam_caller, parse_json_body
 from core.lambda_support import ConfigurationError, LambdaSettings, error_response, json_response, powertools
 from edge.issuing import (
     InvalidIssueRequest,
+    IssueLedger,
     IssuePolicy,
     IssueRequest,
     RevocationCheckFailed,
@@ -57,10 +60,12 @@ from edge.key_source import (
 from edge.store import open_store
 from edge.tokens import MAX_TTL_SECONDS
 from edge.verify import KeyValueReader
+from revocation.ledger import open_ledger_setting
 
 EDGE_STORE_ENV = "EDGE_STORE"
 DEFAULT_TTL_ENV = "DEFAULT_TTL_SECONDS"
 MAX_TTL_ENV = "MAX_TTL_SECONDS"
+LEDGER_TABLE_ENV = "LEDGER_TABLE"
 DEFAULT_SERVICE = "media-shield"
 
 obs = powertools(DEFAULT_SERVICE)
@@ -85,6 +90,7 @@ class IssuerSettings(LambdaSettings):
     edge_store: str = Field(min_length=1, validation_alias=EDGE_STORE_ENV)
     default_ttl_seconds: int = Field(3600, ge=1, le=MAX_TTL_SECONDS, validation_alias=DEFAULT_TTL_ENV)
     max_ttl_seconds: int = Field(86400, ge=1, le=MAX_TTL_SECONDS, validation_alias=MAX_TTL_ENV)
+    ledger_table: str | None = Field(None, min_length=1, validation_alias=LEDGER_TABLE_ENV)
 
     @model_validator(mode="after")
     def _consistent(self) -> "IssuerSettings":
@@ -115,6 +121,7 @@ class IssuerRuntime:
     policy: IssuePolicy
     keys: KeySource
     store: KeyValueReader
+    ledger: IssueLedger | None = None
 
 
 @cache
@@ -127,6 +134,7 @@ def runtime() -> IssuerRuntime:
     try:
         store = open_store(settings.edge_store)
         keys = settings.key_source()
+        ledger = open_ledger_setting(settings.ledger_table) if settings.ledger_table else None
     except Exception as exc:  # noqa: BLE001 - any failure to build the runtime is a configuration problem
         raise ConfigurationError(f"cannot set up the issuer: {type(exc).__name__}: {exc}") from exc
     logger.info(
@@ -134,11 +142,12 @@ def runtime() -> IssuerRuntime:
         extra={
             "key_source": repr(keys),
             "edge_store": repr(store),
+            "ledger": repr(ledger),
             "default_ttl_seconds": settings.default_ttl_seconds,
             "max_ttl_seconds": settings.max_ttl_seconds,
         },
     )
-    return IssuerRuntime(settings=settings, policy=settings.policy(), keys=keys, store=store)
+    return IssuerRuntime(settings=settings, policy=settings.policy(), keys=keys, store=store, ledger=ledger)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -154,7 +163,7 @@ def create_token() -> Response:
     event = app.current_event
     request = parse_json_body(event, IssueRequest, required="a JSON object with asset_url")
     viewer = viewer_from_request(event.headers, event.request_context.http.source_ip)
-    issued = issue(request, viewer, rt.keys, rt.store, rt.policy)
+    issued = issue(request, viewer, rt.keys, rt.store, rt.policy, ledger=rt.ledger)
     metrics.add_metric(name="TokensIssued", unit=MetricUnit.Count, value=1)
     tracer.put_annotation(key="outcome", value="issued")
     logger.info(
@@ -207,7 +216,7 @@ def _revoked(exc: SessionRevoked) -> Response:
 @app.exception_handler(RevocationCheckFailed)
 def _store_unavailable(exc: RevocationCheckFailed) -> Response:
     return _reject(
-        HTTPStatus.SERVICE_UNAVAILABLE, exc.reason, "the revocation list cannot be read; retry later", detail=exc.message
+        HTTPStatus.SERVICE_UNAVAILABLE, exc.reason, "the revocation list or the ledger cannot be reached; retry later", detail=exc.message
     )
 
 

@@ -11,6 +11,10 @@ turns the exceptions here into responses.
   viewer attribute is missing is an error, never silently dropped.
 * :func:`ensure_not_revoked`: a session id that is currently revoked (``r:<sid>`` in the edge store) gets no new
   token, so a revocation cannot be undone by asking for a fresh URL.
+* With an :class:`IssueLedger` (the ledger of revocation/, in AWS), :func:`issue` records each token's expiry
+  against its session before handing it out, and the ledger refuses a session whose revocation no operator lifted:
+  a revocation then lasts until the latest token ever issued for the session expires (plus a margin), and a
+  revoked session gets no new token once its revocation has expired either.
 """
 
 from __future__ import annotations
@@ -353,6 +357,14 @@ def ensure_not_revoked(session_id: str | None, store: KeyValueReader, now: float
         raise SessionRevoked(f"session {session_id!r} is revoked; request a token for a new session")
 
 
+class IssueLedger(Protocol):
+    """What the issuer needs of the ledger (:class:`revocation.ledger.Ledger` has it): record an issued token's
+    expiry, raising for a session it refuses (an exception with ``refused = True``) and for a ledger it cannot
+    reach (any other exception)."""
+
+    def record_issue(self, session_id: str, expires_at: int, *, now: float | None = None) -> int: ...
+
+
 def issue(
     request: IssueRequest,
     viewer: Viewer,
@@ -360,11 +372,13 @@ def issue(
     store: KeyValueReader,
     policy: IssuePolicy = IssuePolicy(),
     now: int | None = None,
+    ledger: IssueLedger | None = None,
 ) -> IssuedUrl:
     """Issue a tokenized URL for ``request`` and ``viewer``, signed with ``key``; refuse revoked sessions.
 
     The checks run cheapest first and the key is fetched last (``key.current()`` for a key source), so a bad request
-    or a revoked session is refused even while the key source is down.
+    or a revoked session is refused even while the key source is down. With a ``ledger``, the token's expiry is
+    recorded against its session before the URL is returned (fail closed: no record, no token).
     """
     now = int(time.time()) if now is None else now
     wanted = token_request(request, viewer, policy)
@@ -381,6 +395,15 @@ def issue(
             " (use fewer or shorter path_prefixes / exempt_prefixes / bindings)",
             reason="token-too-large",
         )
+    if ledger is not None:
+        try:
+            ledger.record_issue(issued.session_id, issued.expires_at, now=now)
+        except Exception as exc:  # noqa: BLE001 - a refusal, or a ledger that cannot be reached: no token either way
+            if getattr(exc, "refused", False):
+                raise SessionRevoked(
+                    f"session {issued.session_id!r} was revoked and no operator lifted it; request a new session"
+                ) from exc
+            raise RevocationCheckFailed(f"cannot record the token in the ledger: {type(exc).__name__}: {exc}") from exc
     return IssuedUrl(
         url=issued.url_for(request.asset_url), session_id=issued.session_id, expires_at=issued.expires_at, kid=key.kid
     )

@@ -25,6 +25,7 @@ from core.session_ids import SESSION_ID, is_session_id
 from edge.paths import MAX_TOKEN_SEGMENT
 from edge.tokens import MAX_TTL_SECONDS
 from edge.verify import SKEW_SECONDS
+from revocation.ledger.base import ISSUED_MARGIN_SECONDS
 
 __all__ = [
     "DEFAULT_MARGIN_SECONDS",
@@ -36,7 +37,7 @@ __all__ = [
     "token_expiry",
 ]
 
-DEFAULT_MARGIN_SECONDS = 300
+DEFAULT_MARGIN_SECONDS = ISSUED_MARGIN_SECONDS  # the same margin for issued tokens and tokens seen in logs
 """Added to a token's ``exp``: covers the edge's 30 s clock skew allowance with room for clock drift."""
 
 MAX_EPOCH = 2**53

@@ -23,6 +23,7 @@ from revocation.ledger.base import (
     RevokeOutcome,
     RevokeResult,
     SessionHistory,
+    SessionRefused,
     Verdict,
     plan_revoke,
 )
@@ -44,6 +45,7 @@ __all__ = [
     "RevokeOutcome",
     "RevokeResult",
     "SessionHistory",
+    "SessionRefused",
     "SqliteLedger",
     "Verdict",
     "open_ledger",

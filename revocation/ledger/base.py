@@ -15,6 +15,10 @@ Rules (the contract):
   detection window that flagged it is likely to flag it again on the next run); a manual revoke always applies.
   :func:`plan_revoke` holds this decision, so both backends make it the same way.
 * :meth:`Ledger.lift` marks a revocation lifted (idempotent: lifting twice keeps the first lift).
+* :meth:`Ledger.record_issue` keeps, per session, the latest token expiry the issuer ever signed, and refuses a
+  session whose revocation no operator lifted (in force or not): a revoked session gets no new token, ever, unless
+  an operator lifts it. :meth:`Ledger.revoke` makes a revocation last at least until that expiry plus
+  ``margin`` (:func:`plan_revoke`), so no token of the session outlives it, used in the detection window or not.
 * Times are whole epoch seconds; a revocation is active while ``lifted_at is None and expires_at > now``, the same
   comparison the edge makes (:func:`edge.verify.revocation_active`).
 
@@ -40,6 +44,7 @@ __all__ = [
     "ACTOR_PATTERN",
     "REASON_CODE_PATTERN",
     "RUN_ID_PATTERN",
+    "ISSUED_MARGIN_SECONDS",
     "SESSION_ID_PATTERN",
     "Action",
     "Ledger",
@@ -51,13 +56,19 @@ __all__ = [
     "RevokeOutcome",
     "RevokeResult",
     "SessionHistory",
+    "SessionRefused",
     "Verdict",
     "is_manual",
     "normalise_verdicts",
     "plain_json",
     "plan_revoke",
+    "refuses_issue",
     "run_id_for",
 ]
+
+#: How long after the latest token issued for a session its revocation lasts at least (the edge accepts a token
+#: until 30 s after its exp; revocation.token_expiry uses the same default margin for the tokens seen in logs).
+ISSUED_MARGIN_SECONDS = 300
 
 SESSION_ID_PATTERN = SESSION_ID
 REASON_CODE_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}\Z")
@@ -78,6 +89,12 @@ MAX_REASON_DETAIL = 2000
 
 class LedgerError(Exception):
     """The ledger cannot be read or written; the message says which ledger and why."""
+
+
+class SessionRefused(LedgerError):
+    """The session has a revocation no operator lifted: the issuer signs nothing more for it."""
+
+    refused = True  # what edge.issuing.issue looks for (edge/ does not import revocation/)
 
 
 class LedgerConflictError(LedgerError):
@@ -246,10 +263,16 @@ class SessionHistory(_Model):
     session_id: SessionId
     verdicts: tuple[Verdict, ...] = ()  # oldest first
     revocation: Revocation | None = None
+    issued_until: Epoch | None = None  # the latest token expiry the issuer signed for the session
 
     @property
     def known(self) -> bool:
-        return bool(self.verdicts) or self.revocation is not None
+        return bool(self.verdicts) or self.revocation is not None or self.issued_until is not None
+
+
+def refuses_issue(revocation: Revocation | None) -> bool:
+    """Whether the issuer must refuse the session: it has a revocation that no operator lifted (in force or not)."""
+    return revocation is not None and revocation.lifted_at is None
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -268,11 +291,17 @@ def plan_revoke(
     expires_at: int,
     by: str,
     now: int,
+    issued_until: int | None = None,
+    margin: int = 0,
 ) -> tuple[RevokeOutcome, Revocation]:
     """Decide what a revoke does to the session's current revocation; return the outcome and the record to store.
+    The revocation lasts at least until ``issued_until + margin``: the latest token the issuer signed for the
+    session expires before it ends.
 
     For ``UNCHANGED`` and ``SUPPRESSED`` the returned record is ``current`` (nothing to write).
     """
+    if issued_until is not None:
+        expires_at = max(expires_at, issued_until + margin)
     fresh = Revocation(
         session_id=session_id,
         reason=reason,
@@ -355,9 +384,16 @@ class Ledger(ABC):
 
     @abstractmethod
     def revoke(
-        self, session_id: str, reason: str, expires_at: int, by: str, *, now: float | None = None
+        self, session_id: str, reason: str, expires_at: int, by: str, *, now: float | None = None,
+        margin: int = ISSUED_MARGIN_SECONDS,
     ) -> RevokeResult:
-        """Revoke ``session_id`` until ``expires_at`` (see :func:`plan_revoke` for what happens to an existing one)."""
+        """Revoke ``session_id`` until ``expires_at``, or until the latest token issued for it expires plus
+        ``margin`` if that is later (see :func:`plan_revoke` for what happens to an existing one)."""
+
+    @abstractmethod
+    def record_issue(self, session_id: str, expires_at: int, *, now: float | None = None) -> int:
+        """Record that a token for ``session_id`` expiring at ``expires_at`` is being issued; return the latest expiry
+        ever issued for it. Raises :class:`SessionRefused` when the session has a revocation no operator lifted."""
 
     @abstractmethod
     def lift(self, session_id: str, by: str, *, now: float | None = None) -> Revocation | None:

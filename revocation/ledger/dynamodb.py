@@ -10,6 +10,8 @@ pk                                 sk                          what
                                                                (JSON text), action, decided_at, source
 ``SESSION#<session id>``           ``REVOCATION``              the session's revocation: reason, expires_at, revoked_by,
                                                                created_at, updated_at, lifted_at, lifted_by
+``SESSION#<session id>``           ``ISSUED``                  expires_at: the latest token expiry the issuer signed;
+                                                               updated_at
 =================================  ==========================  =============================================================
 
 One query on ``pk`` returns a session's whole history. ``ttl`` (the table's TTL attribute) is ``decided_at +
@@ -29,6 +31,10 @@ Writes are conditional, so they are idempotent and safe against concurrent write
 ``attribute_not_exists(pk)``, extended only with ``expires_at < :new`` (never shortened, even by a racing writer),
 replaced (after expiry or a lift) only if it is still the version that was read, and lifted with
 ``attribute_not_exists(lifted_at)``. A lost race re-reads and decides again (:func:`~revocation.ledger.base.plan_revoke`).
+An issue is one transaction: a condition check that the session's revocation is absent or lifted, and the
+``ISSUED`` expiry raised only if it is still the value that was read. A revoke reads ``ISSUED`` before it writes and
+again after: an issue that slipped in between (its check ran before the revocation existed) makes it extend the
+revocation, and any issue after the write fails its check.
 
 Queries on ``gsi1`` are eventually consistent (as every GSI read is): a revocation written a moment ago may be
 missing from :meth:`DynamoDbLedger.active_revocations` for a fraction of a second. Callers that publish right after
@@ -48,6 +54,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from core.aws import dynamodb_client
 from revocation.ledger.base import (
+    ISSUED_MARGIN_SECONDS,
     Ledger,
     LedgerConflictError,
     LedgerError,
@@ -56,6 +63,7 @@ from revocation.ledger.base import (
     RevokeOutcome,
     RevokeResult,
     SessionHistory,
+    SessionRefused,
     Verdict,
     check_actor,
     check_session_id,
@@ -81,6 +89,7 @@ TTL_ATTRIBUTE = "ttl"
 DEFAULT_RETENTION_SECONDS = 30 * 24 * 3600
 REVOKED_PARTITION = "REVOKED"
 _REVOCATION_SK = "REVOCATION"
+_ISSUED_SK = "ISSUED"
 _TIME_DIGITS = 12
 _TABLE_NAME = re.compile(r"^[A-Za-z0-9_.-]{3,255}\Z")
 
@@ -182,15 +191,27 @@ class DynamoDbLedger(Ledger):
         return RecordResult(recorded=recorded, unchanged=len(rows) - recorded)
 
     def revoke(
-        self, session_id: str, reason: str, expires_at: int, by: str, *, now: float | None = None
+        self, session_id: str, reason: str, expires_at: int, by: str, *, now: float | None = None,
+        margin: int = ISSUED_MARGIN_SECONDS,
     ) -> RevokeResult:
         check_session_id(session_id)
         check_actor(by)
         at = now_epoch(now)
+        result = self._revoke(session_id, reason, expires_at, by, at, margin)
+        # an issue whose check ran before the revocation existed may have raised the session's latest expiry
+        for _ in range(self.max_attempts):
+            issued = self._issued_until(session_id)
+            if issued is None or result.revocation.expires_at >= issued + margin or result.revocation.lifted_at:
+                return result
+            result = self._revoke(session_id, reason, result.revocation.expires_at, by, at, margin)
+        return result
+
+    def _revoke(self, session_id: str, reason: str, expires_at: int, by: str, at: int, margin: int) -> RevokeResult:
         for _ in range(self.max_attempts):
             current = self._get_revocation(session_id)
             outcome, record = plan_revoke(
-                current, session_id=session_id, reason=reason, expires_at=expires_at, by=by, now=at
+                current, session_id=session_id, reason=reason, expires_at=expires_at, by=by, now=at,
+                issued_until=self._issued_until(session_id), margin=margin,
             )
             if outcome in (RevokeOutcome.UNCHANGED, RevokeOutcome.SUPPRESSED):
                 return RevokeResult(revocation=record, outcome=outcome)
@@ -210,6 +231,42 @@ class DynamoDbLedger(Ledger):
                 return RevokeResult(revocation=record, outcome=outcome)
         raise LedgerConflictError(
             f"{self!r}: revoking {session_id} lost {self.max_attempts} conditional-write races in a row; retry later"
+        )
+
+    def record_issue(self, session_id: str, expires_at: int, *, now: float | None = None) -> int:
+        check_session_id(session_id)
+        at = now_epoch(now)
+        for _ in range(self.max_attempts):
+            seen = self._issued_until(session_id)
+            latest = max(seen or 0, int(expires_at))
+            raise_if = "attribute_not_exists(pk)" if seen is None else "expires_at = :seen"
+            values: dict[str, Any] = {":e": {"N": str(latest)}, ":u": {"N": str(at)},
+                                      ":t": {"N": str(latest + self.retention_seconds)}}
+            if seen is not None:
+                values[":seen"] = {"N": str(seen)}
+            try:
+                self._call(
+                    "TransactWriteItems",
+                    self.client.transact_write_items,
+                    TransactItems=[
+                        {"ConditionCheck": {
+                            "TableName": self.table_name, "Key": self._key(session_id, _REVOCATION_SK),
+                            "ConditionExpression": "attribute_not_exists(pk) OR attribute_exists(lifted_at)"}},
+                        {"Update": {
+                            "TableName": self.table_name, "Key": self._key(session_id, _ISSUED_SK),
+                            "UpdateExpression": "SET expires_at = :e, updated_at = :u, #ttl = :t",
+                            "ConditionExpression": raise_if,
+                            "ExpressionAttributeNames": {"#ttl": TTL_ATTRIBUTE},
+                            "ExpressionAttributeValues": values}},
+                    ],
+                )
+            except _Cancelled as cancelled:
+                if cancelled.codes and cancelled.codes[0] == "ConditionalCheckFailed":
+                    raise SessionRefused(f"session {session_id} has a revocation that no operator lifted") from None
+                continue  # another issue raised the expiry meanwhile: read it again
+            return latest
+        raise LedgerConflictError(
+            f"{self!r}: recording an issue for {session_id} lost {self.max_attempts} races in a row; retry later"
         )
 
     def lift(self, session_id: str, by: str, *, now: float | None = None) -> Revocation | None:
@@ -271,14 +328,17 @@ class DynamoDbLedger(Ledger):
             ExpressionAttributeValues={":p": {"S": _pk(session_id)}},
             ConsistentRead=True,
         )
-        verdicts, revocation = [], None
+        verdicts, revocation, issued_until = [], None, None
         for item in items:
             if item["sk"]["S"] == _REVOCATION_SK:
                 revocation = self._revocation_from(item)
+            elif item["sk"]["S"] == _ISSUED_SK:
+                issued_until = int(item["expires_at"]["N"])
             else:
                 verdicts.append(self._verdict_from(item))
         return SessionHistory(
-            session_id=session_id, verdicts=tuple(sorted(verdicts, key=verdict_sort_key)), revocation=revocation
+            session_id=session_id, verdicts=tuple(sorted(verdicts, key=verdict_sort_key)), revocation=revocation,
+            issued_until=issued_until,
         )
 
     # -- items -----------------------------------------------------------------------------------------------
@@ -350,6 +410,17 @@ class DynamoDbLedger(Ledger):
         item = response.get("Item")
         return self._revocation_from(item) if item else None
 
+    def _issued_until(self, session_id: str) -> int | None:
+        response = self._call(
+            "GetItem",
+            self.client.get_item,
+            TableName=self.table_name,
+            Key=self._key(session_id, _ISSUED_SK),
+            ConsistentRead=True,
+        )
+        item = response.get("Item")
+        return int(item["expires_at"]["N"]) if item else None
+
     def _extend(self, record: Revocation) -> bool:
         try:
             self._call(
@@ -406,6 +477,9 @@ class DynamoDbLedger(Ledger):
             code = exc.response.get("Error", {}).get("Code", "")
             if code == "ConditionalCheckFailedException":
                 raise _ConditionFailed() from exc
+            if code == "TransactionCanceledException":
+                reasons = exc.response.get("CancellationReasons") or []
+                raise _Cancelled([r.get("Code", "") for r in reasons]) from exc
             message = exc.response.get("Error", {}).get("Message", "") or "(no message)"
             raise LedgerError(f"{operation} on DynamoDB table {self.table_name} failed: {code}: {message}") from exc
         except BotoCoreError as exc:
@@ -416,6 +490,14 @@ class DynamoDbLedger(Ledger):
     @staticmethod
     def _key(session_id: str, sk: str) -> dict[str, Any]:
         return {"pk": {"S": _pk(session_id)}, "sk": {"S": sk}}
+
+
+class _Cancelled(Exception):
+    """A transaction was cancelled; ``codes``: each item's cancellation reason (``"None"`` for items that passed)."""
+
+    def __init__(self, codes: list[str]) -> None:
+        super().__init__(codes)
+        self.codes = codes
 
 
 class _ConditionFailed(Exception):

@@ -1,8 +1,8 @@
 """The ledger's local twin: one SQLite file (stdlib ``sqlite3``), the same behaviour as the DynamoDB ledger.
 
-Two tables mirror the DynamoDB items: ``verdicts`` (primary key session + run, so ``INSERT OR IGNORE`` makes a re-run
-a no-op, like the conditional put) and ``revocations`` (one row per session). A revoke or lift reads and writes in
-one ``BEGIN IMMEDIATE`` transaction, so concurrent processes (a CLI next to a running demo) serialise; the decision
+Three tables mirror the DynamoDB items: ``verdicts`` (primary key session + run, so ``INSERT OR IGNORE`` makes a
+re-run a no-op, like the conditional put), ``revocations`` (one row per session) and ``issued`` (the latest token
+expiry issued per session). A revoke, lift or issue reads and writes in one ``BEGIN IMMEDIATE`` transaction, so concurrent processes (a CLI next to a running demo) serialise; the decision
 itself is :func:`revocation.ledger.base.plan_revoke`, shared with DynamoDB. The file uses WAL so readers never wait.
 """
 
@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from revocation.ledger.base import (
+    ISSUED_MARGIN_SECONDS,
     Ledger,
     LedgerError,
     Reason,
@@ -25,15 +26,17 @@ from revocation.ledger.base import (
     RevokeOutcome,
     RevokeResult,
     SessionHistory,
+    SessionRefused,
     Verdict,
     check_actor,
     check_session_id,
     normalise_verdicts,
     now_epoch,
     plan_revoke,
+    refuses_issue,
 )
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the issued table (a version 1 ledger gains it when opened)
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS verdicts (
     session_id TEXT NOT NULL,
@@ -58,6 +61,11 @@ CREATE TABLE IF NOT EXISTS revocations (
     lifted_by  TEXT
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS revocations_active ON revocations (expires_at) WHERE lifted_at IS NULL;
+CREATE TABLE IF NOT EXISTS issued (
+    session_id TEXT PRIMARY KEY,
+    expires_at INTEGER NOT NULL,      -- the latest token expiry the issuer signed for the session
+    updated_at INTEGER NOT NULL
+) WITHOUT ROWID;
 """
 _REVOCATION_COLUMNS = "session_id, reason, expires_at, revoked_by, created_at, updated_at, lifted_at, lifted_by"
 _VERDICT_COLUMNS = "session_id, run_id, score, reasons, features, action, decided_at, source"
@@ -120,7 +128,8 @@ class SqliteLedger(Ledger):
         return RecordResult(recorded=recorded, unchanged=len(rows) - recorded)
 
     def revoke(
-        self, session_id: str, reason: str, expires_at: int, by: str, *, now: float | None = None
+        self, session_id: str, reason: str, expires_at: int, by: str, *, now: float | None = None,
+        margin: int = ISSUED_MARGIN_SECONDS,
     ) -> RevokeResult:
         check_session_id(session_id)
         check_actor(by)
@@ -128,7 +137,8 @@ class SqliteLedger(Ledger):
         with self._transaction():
             current = self._revocation(session_id)
             outcome, record = plan_revoke(
-                current, session_id=session_id, reason=reason, expires_at=expires_at, by=by, now=at
+                current, session_id=session_id, reason=reason, expires_at=expires_at, by=by, now=at,
+                issued_until=self._issued_until(session_id), margin=margin,
             )
             if outcome not in (RevokeOutcome.UNCHANGED, RevokeOutcome.SUPPRESSED):
                 self._db.execute(
@@ -136,6 +146,21 @@ class SqliteLedger(Ledger):
                     _revocation_row(record),
                 )
         return RevokeResult(revocation=record, outcome=outcome)
+
+    def record_issue(self, session_id: str, expires_at: int, *, now: float | None = None) -> int:
+        check_session_id(session_id)
+        at = now_epoch(now)
+        with self._transaction():  # one transaction: a revoke cannot slip between the check and the write
+            if refuses_issue(self._revocation(session_id)):
+                raise SessionRefused(f"session {session_id} has a revocation that no operator lifted")
+            self._db.execute(
+                "INSERT INTO issued (session_id, expires_at, updated_at) VALUES (?, ?, ?) ON CONFLICT (session_id)"
+                " DO UPDATE SET expires_at = max(expires_at, excluded.expires_at), updated_at = excluded.updated_at",
+                (session_id, int(expires_at), at),
+            )
+            latest = self._issued_until(session_id)
+        assert latest is not None
+        return latest
 
     def lift(self, session_id: str, by: str, *, now: float | None = None) -> Revocation | None:
         check_session_id(session_id)
@@ -178,8 +203,10 @@ class SqliteLedger(Ledger):
         )
         with self._errors("read"):
             revocation = self._revocation(session_id)
+            issued_until = self._issued_until(session_id)
         return SessionHistory(
-            session_id=session_id, verdicts=tuple(_verdict(row) for row in rows), revocation=revocation
+            session_id=session_id, verdicts=tuple(_verdict(row) for row in rows), revocation=revocation,
+            issued_until=issued_until,
         )
 
     # -- helpers ---------------------------------------------------------------------------------------------
@@ -189,6 +216,10 @@ class SqliteLedger(Ledger):
             f"SELECT {_REVOCATION_COLUMNS} FROM revocations WHERE session_id = ?", (session_id,)
         ).fetchone()
         return _revocation(row) if row else None
+
+    def _issued_until(self, session_id: str) -> int | None:
+        row = self._db.execute("SELECT expires_at FROM issued WHERE session_id = ?", (session_id,)).fetchone()
+        return int(row[0]) if row else None
 
     def _query(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
         with self._errors("read"):

@@ -27,6 +27,7 @@ def published(tmp_path):
 def sign(secret, *extra: str) -> str:
     result = run_edge("sign", "--key-file", str(secret), "--now", NOW, *extra)
     assert result.returncode == 0, result.stderr
+    assert "nothing is recorded in a ledger" in result.stderr  # local signing says what it does not do
     return result.stdout.strip().splitlines()[-1]
 
 

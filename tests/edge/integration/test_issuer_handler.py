@@ -18,6 +18,7 @@ from edge.binding import Viewer
 from edge.keys import SigningKey, generate_key
 from edge.store import LocalEdgeStore
 from edge.verify import verify_request
+from revocation.ledger import LedgerError, SqliteLedger
 from tests.helpers import (
     FakeLambdaContext,
     body_of,
@@ -261,6 +262,42 @@ def test_revoked_session_is_409(issuer: Issuer, output) -> None:
     issuer.store.put(f"r:{SID}", f"{int(time.time()) - 1}|auto")
     response = issuer.invoke(function_url_event({"asset_url": "/a.m3u8", "session_id": SID}))
     assert response["statusCode"] == 201 and body_of(response)["session_id"] == SID
+
+
+def test_with_a_ledger_every_token_is_recorded_and_a_revocation_covers_it(
+    issuer: Issuer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LEDGER_TABLE", f"sqlite:{tmp_path / 'ledger.sqlite'}")
+    issuer.module.runtime.cache_clear()
+    long = body_of(issuer.invoke(function_url_event({"asset_url": "/a.m3u8", "session_id": SID, "ttl_seconds": 7200})))
+    short = body_of(issuer.invoke(function_url_event({"asset_url": "/a.m3u8", "session_id": SID, "ttl_seconds": 600})))
+    with SqliteLedger(tmp_path / "ledger.sqlite") as ledger:
+        assert ledger.get(SID).issued_until == long["expires_at"] > short["expires_at"]
+        # detection saw only the short token: the revocation still outlasts the long one
+        revocation = ledger.revoke(SID, "auto", short["expires_at"] + 300, "auto:run-1").revocation
+        assert revocation.expires_at == long["expires_at"] + 300
+    # the edge store has not heard of it yet: the ledger refuses
+    rejected(issuer.invoke(function_url_event({"asset_url": "/a.m3u8", "session_id": SID})), 409, "revoked")
+    with SqliteLedger(tmp_path / "ledger.sqlite") as ledger:
+        ledger.revoke(SID, "auto", int(time.time()) + 1, "auto:run-2")  # whatever happens to the entry...
+        assert ledger.get(SID).issued_until == long["expires_at"]  # ...a refused request recorded nothing
+    # a fresh session is issued and recorded
+    fresh = body_of(issuer.invoke(function_url_event({"asset_url": "/a.m3u8"})))
+    with SqliteLedger(tmp_path / "ledger.sqlite") as ledger:
+        assert ledger.get(fresh["session_id"]).issued_until == fresh["expires_at"]
+
+
+def test_an_unreachable_ledger_is_503_and_no_token(issuer: Issuer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LEDGER_TABLE", f"sqlite:{tmp_path / 'ledger.sqlite'}")
+    issuer.module.runtime.cache_clear()
+    ledger = issuer.module.runtime().ledger
+
+    def unreachable(*args: Any, **kwargs: Any) -> int:
+        raise LedgerError("UpdateItem on DynamoDB table ledger failed: ProvisionedThroughputExceededException")
+
+    monkeypatch.setattr(ledger, "record_issue", unreachable)
+    body = rejected(issuer.invoke(function_url_event({"asset_url": "/a.m3u8"})), 503, "store-unavailable")
+    assert "ledger" in body["message"] and "url" not in body  # no token without its record
 
 
 # -- 503 / 500 ----------------------------------------------------------------------------------------------------

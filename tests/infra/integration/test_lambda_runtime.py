@@ -35,7 +35,7 @@ import requests
 from moto.server import ThreadedMotoServer
 
 from detection.logs.schema import DETECTION_FIELDS
-from revocation.ledger.dynamodb import create_table
+from revocation.ledger.dynamodb import DynamoDbLedger, create_table
 from rotation.keyring import RotationPolicy, parse_secret_value, plan_rotation
 from rotation.secrets import AWSCURRENT, AWSPENDING
 from tests.detection.workflow_helpers import AthenaOnDuckDB
@@ -266,8 +266,9 @@ def test_key_rotation_publishes_the_key_to_the_store(runtime: Runtime, aws: Aws,
     kvs_calls_were_sigv4a(aws.kvs, since)
 
 
-def test_the_issuer_reads_the_secret_and_the_store(runtime: Runtime, aws: Aws, signing_secret: str,
-                                                   tmp_path: Path) -> None:
+def test_the_issuer_reads_the_secret_and_the_store_and_records_in_the_ledger(
+    runtime: Runtime, aws: Aws, signing_secret: str, ledger_table: str, tmp_path: Path
+) -> None:
     since = len(aws.kvs.authorizations)
     event = http_event("POST", "/tokens", {"asset_url": "https://cdn.example.com/live/ch1/master.m3u8",
                                            "session_id": "session_runtime_0010", "path_prefixes": ["/live/ch1"],
@@ -277,6 +278,12 @@ def test_the_issuer_reads_the_secret_and_the_store(runtime: Runtime, aws: Aws, s
     body = json.loads(response["body"])
     assert body["url"].startswith("https://cdn.example.com/session_runtime_0010.")
     kvs_calls_were_sigv4a(aws.kvs, since)  # the issuer asks the store whether the session is revoked
+    ledger = DynamoDbLedger(ledger_table, client=aws.client("dynamodb"))
+    assert ledger.get("session_runtime_0010").issued_until == body["expires_at"]  # a transaction, by the runtime's SDK
+    ledger.revoke("session_runtime_0010", "manual", int(time.time()) + 60, "manual:test")
+    refused = response_of(invoke(runtime, aws, "TokenIssuerFunction", event, tmp_path))
+    assert refused["statusCode"] == 409 and json.loads(refused["body"])["error"] == "revoked"
+    assert ledger.get("session_runtime_0010").revocation.expires_at == body["expires_at"] + 300
 
 
 def test_the_revocation_api_records_and_publishes(runtime: Runtime, aws: Aws, ledger_table: str,

@@ -70,10 +70,15 @@ def test_each_task_function_runs_its_handler_with_the_environment_its_settings_r
 
 def test_ledger_and_edge_store_permissions_are_what_the_adapters_call() -> None:
     dynamodb = client_calls("revocation/ledger/dynamodb.py")
+    issue_only = {"ConditionCheckItem"}  # record_issue's transaction: only the issuer records issues
     for resource in ("RecordVerdictsFunction", "PublishRevocationsFunction"):
         allowed, resources = actions(resource, "dynamodb")
-        assert allowed == dynamodb
+        assert allowed == dynamodb - issue_only
         assert resources[0] == {"Fn::GetAtt": ["LedgerTable", "Arn"]}
+    allowed, resource = actions("TokenIssuerFunction", "dynamodb")
+    assert allowed == {"GetItem", "ConditionCheckItem", "UpdateItem"} <= dynamodb  # record_issue, nothing more
+    assert resource == {"Fn::GetAtt": ["LedgerTable", "Arn"]}
+    assert props("TokenIssuerFunction")["Environment"]["Variables"]["LEDGER_TABLE"] == {"Ref": "LedgerTable"}
     allowed, kvs = actions("PublishRevocationsFunction", "cloudfront-keyvaluestore")
     assert allowed == client_calls("edge/store/kvs.py")
     assert kvs == {"Fn::GetAtt": ["EdgeKeyValueStore", "Arn"]}

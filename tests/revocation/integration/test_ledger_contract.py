@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from revocation.ledger import Ledger, Reason, RevokeOutcome, SqliteLedger, Verdict
+from revocation.ledger import Ledger, Reason, RevokeOutcome, SessionRefused, SqliteLedger, Verdict
 from revocation.ledger.dynamodb import DynamoDbLedger
 from tests.revocation.helpers import HOUR, NOW, sid, verdict
 
@@ -268,3 +268,46 @@ def test_a_new_connection_sees_everything(backend: Backend) -> None:
     other = backend.reopen()
     assert other.get(sid(1)).verdicts == (verdict(sid(1)),)
     assert other.active_revocations(NOW) == [revoked]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Issued tokens: a revocation covers every token of the session; a revoked session gets no new one.
+
+
+def test_the_latest_issued_expiry_is_kept(backend: Backend) -> None:
+    ledger = backend.ledger
+    assert ledger.record_issue(sid(1), NOW + 4 * HOUR, now=NOW) == NOW + 4 * HOUR
+    assert ledger.record_issue(sid(1), NOW + HOUR, now=NOW + 60) == NOW + 4 * HOUR  # an earlier one never lowers it
+    assert ledger.record_issue(sid(1), NOW + 8 * HOUR, now=NOW + 120) == NOW + 8 * HOUR
+    assert ledger.get(sid(1)).issued_until == NOW + 8 * HOUR
+    assert backend.reopen().get(sid(1)).issued_until == NOW + 8 * HOUR
+    assert ledger.get(sid(2)).issued_until is None
+
+
+def test_a_revocation_lasts_until_the_latest_issued_token_expires_plus_the_margin(backend: Backend) -> None:
+    ledger = backend.ledger
+    ledger.record_issue(sid(1), NOW + 24 * HOUR, now=NOW)  # issued early, never used in a detection window
+    # detection saw only a token expiring in an hour: the revocation still outlasts the 24-hour one
+    result = ledger.revoke(sid(1), "auto", NOW + HOUR + 300, "auto:run-1", now=NOW + 60)
+    assert result.revocation.expires_at == NOW + 24 * HOUR + 300
+    manual = ledger.revoke(sid(2), "manual", NOW + 600, "manual:alice", now=NOW)
+    assert manual.revocation.expires_at == NOW + 600  # nothing issued: as asked
+    assert ledger.revoke(sid(1), "auto", NOW + 2 * HOUR, "auto:run-2", now=NOW + 120).outcome is RevokeOutcome.UNCHANGED
+
+
+def test_a_session_whose_revocation_no_operator_lifted_gets_no_new_token(backend: Backend) -> None:
+    ledger = backend.ledger
+    ledger.record_issue(sid(1), NOW + HOUR, now=NOW)
+    ledger.revoke(sid(1), "auto", NOW + 600, "auto:run-1", now=NOW)
+    with pytest.raises(SessionRefused):
+        ledger.record_issue(sid(1), NOW + 2 * HOUR, now=NOW + 60)  # in force
+    with pytest.raises(SessionRefused):
+        ledger.record_issue(sid(1), NOW + 5 * HOUR, now=NOW + 3 * HOUR)  # expired, never lifted
+    assert ledger.get(sid(1)).issued_until == NOW + HOUR  # a refused issue records nothing
+    ledger.lift(sid(1), "manual:alice", now=NOW + 3 * HOUR)
+    assert ledger.record_issue(sid(1), NOW + 5 * HOUR, now=NOW + 3 * HOUR) == NOW + 5 * HOUR
+    ledger.revoke(sid(1), "manual", NOW + 4 * HOUR, "manual:bob", now=NOW + 3 * HOUR + 60)  # revoked by hand again
+    with pytest.raises(SessionRefused):
+        ledger.record_issue(sid(1), NOW + 6 * HOUR, now=NOW + 3 * HOUR + 120)
+    with pytest.raises(ValueError, match="session id"):
+        ledger.record_issue("too-short", NOW + HOUR, now=NOW)

@@ -139,3 +139,41 @@ def test_a_missing_table_is_a_ledger_error(dynamodb: Any) -> None:
         ledger.active_revocations(NOW)
     with pytest.raises(LedgerError, match="not a DynamoDB table name"):
         DynamoDbLedger("x", client=dynamodb)
+
+
+def test_an_issue_between_a_revokes_read_and_write_is_covered(ledger: DynamoDbLedger, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The issuer's check ran before the revocation existed, its token expires later than the revoke saw: the revoke
+    reads the issued expiry again after writing and extends."""
+    ledger.record_issue(sid(1), NOW + HOUR, now=NOW)
+    real_issued = ledger._issued_until
+    raced = []
+
+    def stale_then_real(session_id: str):
+        seen = real_issued(session_id)
+        if not raced:
+            raced.append(1)
+            DynamoDbLedger(ledger.table_name, client=ledger.client).record_issue(session_id, NOW + 9 * HOUR, now=NOW)
+        return seen
+
+    monkeypatch.setattr(ledger, "_issued_until", stale_then_real)
+    result = ledger.revoke(sid(1), "auto", NOW + 600, "auto:run-1", now=NOW)
+    assert result.revocation.expires_at == NOW + 9 * HOUR + 300
+    assert ledger.get(sid(1)).revocation.expires_at == NOW + 9 * HOUR + 300
+
+
+def test_an_issue_racing_another_issue_keeps_the_later_expiry(ledger: DynamoDbLedger, monkeypatch: pytest.MonkeyPatch) -> None:
+    real_issued = ledger._issued_until
+    raced = []
+
+    def none_then_real(session_id: str):
+        if not raced:
+            raced.append(1)
+            DynamoDbLedger(ledger.table_name, client=ledger.client).record_issue(session_id, NOW + 5 * HOUR, now=NOW)
+            return None  # read before the other issue wrote
+        return real_issued(session_id)
+
+    monkeypatch.setattr(ledger, "_issued_until", none_then_real)
+    assert ledger.record_issue(sid(1), NOW + 2 * HOUR, now=NOW) == NOW + 5 * HOUR
+    items = raw_items(ledger.client, ledger.table_name)
+    issued = items[(f"SESSION#{sid(1)}", "ISSUED")]
+    assert issued["expires_at"]["N"] == str(NOW + 5 * HOUR) and "ttl" in issued
