@@ -101,7 +101,11 @@ def test_each_function_is_built_with_the_modules_its_handler_imports_and_no_tool
         assert_only_its_code(make_build(f"build-{name}", artifacts), resource["Properties"]["Handler"])
     issuer = {p.relative_to(tmp_path / "TokenIssuerFunction").as_posix()
               for p in (tmp_path / "TokenIssuerFunction").rglob("*.py")}
-    assert "edge/issuer_handler.py" in issuer and not any(p.startswith(("detection/", "revocation/")) for p in issuer)
+    assert "edge/issuer_handler.py" in issuer and not any(p.startswith("detection/") for p in issuer)
+    # the ledger (to record each token's expiry), and nothing else of revocation/
+    assert {p for p in issuer if p.startswith("revocation/")} == {
+        "revocation/__init__.py", "revocation/ledger/__init__.py", "revocation/ledger/base.py",
+        "revocation/ledger/dynamodb.py", "revocation/ledger/sqlite.py"}
 
 
 def test_a_handler_that_imports_a_tool_cannot_be_built(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
