@@ -6,6 +6,10 @@ Thin on purpose: parse and validate the event (Powertools event handler + the py
 =====  ==========================================================================================================
 201    ``{"url", "session_id", "expires_at", "kid"}`` (``expires_at`` in epoch seconds)
 400    ``{"error": "invalid-request" | "missing-viewer-attribute" | "ttl-too-large" | ..., "message", ["details"]}``
+401    ``{"error": "entitlement-missing" | "entitlement-invalid" | "entitlement-expired", ...}``: the issuer requires
+       the backend's entitlement assertion (``X-Entitlement``) and got none, or none it accepts
+403    ``{"error": "not-entitled" | "outside-entitlement" | "binding-required" | "ttl-over-entitlement", ...}``: the
+       request asks for more than the entitlement allows
 409    ``{"error": "revoked", ...}``: the session id is revoked (or was, and no operator lifted it); ask for a token
        without ``session_id``
 415    the body is not ``application/json``
@@ -18,12 +22,17 @@ Configuration (environment, parsed once per execution environment by :class:`Iss
 ``SIGNING_SECRET_ARN`` or ``SIGNING_KEY_FILE`` (exactly one), ``SIGNING_KEY_CACHE_SECONDS`` (default 60),
 ``EDGE_STORE`` (KeyValueStore ARN or local ``.json`` store), ``DEFAULT_TTL_SECONDS`` (default 3600),
 ``MAX_TTL_SECONDS`` (default 86400), ``LEDGER_TABLE`` (the ledger: each token's expiry is recorded against its
-session, and a session whose revocation no operator lifted is refused; unset: no ledger), and Powertools' own ``POWERTOOLS_SERVICE_NAME``,
+session, and a session whose revocation no operator lifted is refused; unset: no ledger), ``ENTITLEMENT_SECRET_ARN``
+or ``ENTITLEMENT_KEY_FILE`` (the backend's entitlement key: every request must then carry an assertion signed with it,
+see :mod:`edge.entitlement`; unset: the caller is the backend itself, authorised by IAM), ``REQUIRE_PATH_SCOPE``
+(``true``: every token names path prefixes) and ``REQUIRED_BINDINGS`` (comma-separated binding names every token
+must carry), and Powertools' own ``POWERTOOLS_SERVICE_NAME``,
 ``POWERTOOLS_METRICS_NAMESPACE``, ``POWERTOOLS_LOG_LEVEL``, ...
 
 Never logged or traced: key material, tokens, tokenized URLs (the handler's response is not captured by the tracer).
 """
 
+import time
 from dataclasses import dataclass
 from functools import cache
 from http import HTTPStatus
@@ -38,11 +47,13 @@ from pydantic import Field, model_validator
 
 from core.http_request import BadRequestBody, iam_caller, parse_json_body
 from core.lambda_support import ConfigurationError, LambdaSettings, error_response, json_response, powertools
+from edge.entitlement import ASSERTION_HEADER, EntitlementError, verify_assertion
 from edge.issuing import (
     InvalidIssueRequest,
     IssueLedger,
     IssuePolicy,
     IssueRequest,
+    NotEntitled,
     RevocationCheckFailed,
     SessionRevoked,
     issue,
@@ -66,6 +77,10 @@ EDGE_STORE_ENV = "EDGE_STORE"
 DEFAULT_TTL_ENV = "DEFAULT_TTL_SECONDS"
 MAX_TTL_ENV = "MAX_TTL_SECONDS"
 LEDGER_TABLE_ENV = "LEDGER_TABLE"
+ENTITLEMENT_SECRET_ENV = "ENTITLEMENT_SECRET_ARN"
+ENTITLEMENT_FILE_ENV = "ENTITLEMENT_KEY_FILE"
+REQUIRE_PATH_SCOPE_ENV = "REQUIRE_PATH_SCOPE"
+REQUIRED_BINDINGS_ENV = "REQUIRED_BINDINGS"
 DEFAULT_SERVICE = "media-shield"
 
 obs = powertools(DEFAULT_SERVICE)
@@ -91,11 +106,17 @@ class IssuerSettings(LambdaSettings):
     default_ttl_seconds: int = Field(3600, ge=1, le=MAX_TTL_SECONDS, validation_alias=DEFAULT_TTL_ENV)
     max_ttl_seconds: int = Field(86400, ge=1, le=MAX_TTL_SECONDS, validation_alias=MAX_TTL_ENV)
     ledger_table: str | None = Field(None, min_length=1, validation_alias=LEDGER_TABLE_ENV)
+    entitlement_secret_arn: str | None = Field(None, validation_alias=ENTITLEMENT_SECRET_ENV)
+    entitlement_key_file: str | None = Field(None, validation_alias=ENTITLEMENT_FILE_ENV)
+    require_path_scope: bool = Field(False, validation_alias=REQUIRE_PATH_SCOPE_ENV)
+    required_bindings: str = Field("", validation_alias=REQUIRED_BINDINGS_ENV, pattern=r"^[A-Za-z0-9:, -]*$")
 
     @model_validator(mode="after")
     def _consistent(self) -> "IssuerSettings":
         if bool(self.signing_secret_arn) == bool(self.signing_key_file):
             raise ValueError(f"set exactly one of {SECRET_ARN_ENV} (Secrets Manager) and {KEY_FILE_ENV} (local file)")
+        if self.entitlement_secret_arn and self.entitlement_key_file:
+            raise ValueError(f"set at most one of {ENTITLEMENT_SECRET_ENV} and {ENTITLEMENT_FILE_ENV}")
         if self.default_ttl_seconds > self.max_ttl_seconds:
             raise ValueError(
                 f"{DEFAULT_TTL_ENV} ({self.default_ttl_seconds}) must not exceed {MAX_TTL_ENV} ({self.max_ttl_seconds})"
@@ -103,7 +124,18 @@ class IssuerSettings(LambdaSettings):
         return self
 
     def policy(self) -> IssuePolicy:
-        return IssuePolicy(default_ttl_seconds=self.default_ttl_seconds, max_ttl_seconds=self.max_ttl_seconds)
+        bindings = tuple(name.strip() for name in self.required_bindings.split(",") if name.strip())
+        return IssuePolicy(default_ttl_seconds=self.default_ttl_seconds, max_ttl_seconds=self.max_ttl_seconds,
+                           require_path_scope=self.require_path_scope, required_bindings=bindings)
+
+    def entitlement_keys(self) -> KeySource | None:
+        """The backend's entitlement key, when the issuer requires entitlement assertions (else None: the caller is
+        the backend itself, authorised by IAM)."""
+        if not (self.entitlement_secret_arn or self.entitlement_key_file):
+            return None
+        return key_source_from_config(secret_arn=self.entitlement_secret_arn or None,
+                                      key_file=self.entitlement_key_file or None,
+                                      cache_seconds=self.signing_key_cache_seconds)
 
     def key_source(self) -> KeySource:
         return key_source_from_config(
@@ -122,6 +154,7 @@ class IssuerRuntime:
     keys: KeySource
     store: KeyValueReader
     ledger: IssueLedger | None = None
+    entitlement_keys: KeySource | None = None
 
 
 @cache
@@ -135,6 +168,7 @@ def runtime() -> IssuerRuntime:
         store = open_store(settings.edge_store)
         keys = settings.key_source()
         ledger = open_ledger_setting(settings.ledger_table) if settings.ledger_table else None
+        entitlement_keys = settings.entitlement_keys()
     except Exception as exc:  # noqa: BLE001 - any failure to build the runtime is a configuration problem
         raise ConfigurationError(f"cannot set up the issuer: {type(exc).__name__}: {exc}") from exc
     logger.info(
@@ -143,11 +177,15 @@ def runtime() -> IssuerRuntime:
             "key_source": repr(keys),
             "edge_store": repr(store),
             "ledger": repr(ledger),
+            "entitlement_keys": repr(entitlement_keys),
+            "require_path_scope": settings.require_path_scope,
+            "required_bindings": settings.required_bindings,
             "default_ttl_seconds": settings.default_ttl_seconds,
             "max_ttl_seconds": settings.max_ttl_seconds,
         },
     )
-    return IssuerRuntime(settings=settings, policy=settings.policy(), keys=keys, store=store, ledger=ledger)
+    return IssuerRuntime(settings=settings, policy=settings.policy(), keys=keys, store=store, ledger=ledger,
+                         entitlement_keys=entitlement_keys)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -163,7 +201,11 @@ def create_token() -> Response:
     event = app.current_event
     request = parse_json_body(event, IssueRequest, required="a JSON object with asset_url")
     viewer = viewer_from_request(event.headers, event.request_context.http.source_ip)
-    issued = issue(request, viewer, rt.keys, rt.store, rt.policy, ledger=rt.ledger)
+    entitlement = None
+    if rt.entitlement_keys is not None:  # the backend vouches for this viewer, in a signed assertion
+        entitlement = verify_assertion(event.headers.get(ASSERTION_HEADER), rt.entitlement_keys.current(),
+                                       int(time.time()))
+    issued = issue(request, viewer, rt.keys, rt.store, rt.policy, ledger=rt.ledger, entitlement=entitlement)
     metrics.add_metric(name="TokensIssued", unit=MetricUnit.Count, value=1)
     tracer.put_annotation(key="outcome", value="issued")
     logger.info(
@@ -171,6 +213,7 @@ def create_token() -> Response:
         extra={
             "session_id": issued.session_id,
             "session_id_chosen_by_caller": request.session_id is not None,
+            "account": entitlement.account if entitlement else None,
             "kid": issued.kid,
             "expires_at": issued.expires_at,
             "bind": request.bind,
@@ -206,6 +249,16 @@ def _bad_body(exc: BadRequestBody) -> Response:
 @app.exception_handler(InvalidIssueRequest)
 def _invalid_request(exc: InvalidIssueRequest) -> Response:
     return _reject(HTTPStatus.BAD_REQUEST, exc.reason, exc.message)
+
+
+@app.exception_handler(EntitlementError)
+def _no_entitlement(exc: EntitlementError) -> Response:
+    return _reject(HTTPStatus.UNAUTHORIZED, exc.reason, str(exc))
+
+
+@app.exception_handler(NotEntitled)
+def _not_entitled(exc: NotEntitled) -> Response:
+    return _reject(HTTPStatus.FORBIDDEN, exc.reason, exc.message)
 
 
 @app.exception_handler(SessionRevoked)

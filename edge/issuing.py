@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from core.session_ids import SESSION_ID
 from edge.binding import BindingError, Viewer, attribute_value, parse_ip
+from edge.entitlement import Entitlement, derive_session_id
 from edge.keys import SigningKey
 from edge.paths import MAX_TOKEN_SEGMENT, any_prefix_matches, is_safe_path
 from edge.tokens import MAX_TTL_SECONDS, TokenRequest, TokenRequestError, issue_token
@@ -74,6 +75,12 @@ class MissingViewerAttribute(InvalidIssueRequest):
     """A binding was asked for whose viewer attribute the request does not carry (400)."""
 
     reason = "missing-viewer-attribute"
+
+
+class NotEntitled(IssueRejected):
+    """The request asks for more than the backend's entitlement allows (403)."""
+
+    reason = "not-entitled"
 
 
 class SessionRevoked(IssueRejected):
@@ -300,10 +307,13 @@ class KeyProvider(Protocol):
 
 @dataclass(frozen=True)
 class IssuePolicy:
-    """The issuer's limits: the lifetime given when none is asked for, and the longest one allowed."""
+    """The issuer's limits: the lifetime given when none is asked for, the longest one allowed, whether every token
+    must be scoped to path prefixes, and the bindings every token must carry."""
 
     default_ttl_seconds: int = 3600
     max_ttl_seconds: int = 24 * 3600
+    require_path_scope: bool = False
+    required_bindings: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not 1 <= self.max_ttl_seconds <= MAX_TTL_SECONDS:
@@ -334,7 +344,15 @@ class IssuedUrl:
 
 
 def token_request(request: IssueRequest, viewer: Viewer, policy: IssuePolicy = IssuePolicy()) -> TokenRequest:
-    """Map a validated request and the viewer to what goes in the token."""
+    """Map a validated request and the viewer to what goes in the token; refuse what the policy requires and the
+    request lacks (a path scope, a binding)."""
+    if policy.require_path_scope and not request.path_prefixes:
+        raise InvalidIssueRequest("this issuer requires path_prefixes (a token for every path is refused)",
+                                  reason="path-scope-required")
+    missing = [name for name in policy.required_bindings if name not in request.bind]
+    if missing:
+        raise InvalidIssueRequest(f"this issuer requires the binding(s) {', '.join(missing)} in bind",
+                                  reason="binding-required")
     return TokenRequest(
         session_id=request.session_id,
         ttl_seconds=policy.ttl_for(request),
@@ -357,6 +375,32 @@ def ensure_not_revoked(session_id: str | None, store: KeyValueReader, now: float
         raise SessionRevoked(f"session {session_id!r} is revoked; request a token for a new session")
 
 
+def entitled_request(request: IssueRequest, entitlement: Entitlement, policy: IssuePolicy) -> IssueRequest:
+    """The request as the backend's ``entitlement`` allows it: the session id the issuer derives from account and
+    device, path prefixes inside the entitlement's (its own when the request names none), the bindings it requires,
+    and a lifetime within its cap. Raises :class:`InvalidIssueRequest` or :class:`NotEntitled`."""
+    if request.session_id is not None:
+        raise InvalidIssueRequest("with entitlements the issuer chooses the session id: send no session_id",
+                                  reason="session-id-not-allowed")
+    prefixes = list(request.path_prefixes or entitlement.paths)
+    outside = [p for p in prefixes if not entitlement.allows_prefix(p)]
+    if outside:
+        raise NotEntitled(f"path prefix(es) {', '.join(outside)} lie outside the entitlement's "
+                          f"{', '.join(entitlement.paths)}", reason="outside-entitlement")
+    missing = [name for name in entitlement.bindings if name not in request.bind]
+    if missing:
+        raise NotEntitled(f"the entitlement requires the binding(s) {', '.join(missing)} in bind",
+                          reason="binding-required")
+    ttl = request.ttl_seconds
+    cap = entitlement.max_ttl_seconds
+    if cap is not None:
+        if ttl is not None and ttl > cap:
+            raise NotEntitled(f"ttl_seconds {ttl} exceeds the entitlement's {cap}", reason="ttl-over-entitlement")
+        ttl = min(ttl or policy.default_ttl_seconds, cap)
+    return request.model_copy(update={"session_id": derive_session_id(entitlement.account, entitlement.device),
+                                      "path_prefixes": prefixes, "ttl_seconds": ttl})
+
+
 class IssueLedger(Protocol):
     """What the issuer needs of the ledger (:class:`revocation.ledger.Ledger` has it): record an issued token's
     expiry, raising for a session it refuses (an exception with ``refused = True``) and for a ledger it cannot
@@ -373,14 +417,18 @@ def issue(
     policy: IssuePolicy = IssuePolicy(),
     now: int | None = None,
     ledger: IssueLedger | None = None,
+    entitlement: Entitlement | None = None,
 ) -> IssuedUrl:
     """Issue a tokenized URL for ``request`` and ``viewer``, signed with ``key``; refuse revoked sessions.
 
     The checks run cheapest first and the key is fetched last (``key.current()`` for a key source), so a bad request
     or a revoked session is refused even while the key source is down. With a ``ledger``, the token's expiry is
-    recorded against its session before the URL is returned (fail closed: no record, no token).
+    recorded against its session before the URL is returned (fail closed: no record, no token). With an
+    ``entitlement`` (verified by the caller), the request is held to it (:func:`entitled_request`).
     """
     now = int(time.time()) if now is None else now
+    if entitlement is not None:
+        request = entitled_request(request, entitlement, policy)
     wanted = token_request(request, viewer, policy)
     ensure_not_revoked(request.session_id, store, now)
     if not isinstance(key, SigningKey):

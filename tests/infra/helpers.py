@@ -43,7 +43,8 @@ def client_calls(path: str) -> set[str]:
 
 
 def actions(function: str, service: str) -> tuple[set[str], list[Any]]:
-    statements = [s for p in props(function)["Policies"] for s in p["Statement"]]
+    policies = [p["Fn::If"][1] if "Fn::If" in p else p for p in props(function)["Policies"]]  # conditional: when on
+    statements = [s for p in policies for s in p["Statement"]]
     found = [s for s in statements if all(a.startswith(service + ":") for a in s["Action"])]
     (statement,) = found
     return {a.split(":", 1)[1] for a in statement["Action"]}, statement["Resource"]

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from edge.binding import Viewer
+from edge.entitlement import derive_session_id, sign_assertion
 from edge.keys import SigningKey, generate_key
 from edge.store import LocalEdgeStore
 from edge.verify import verify_request
@@ -298,6 +299,49 @@ def test_an_unreachable_ledger_is_503_and_no_token(issuer: Issuer, tmp_path: Pat
     monkeypatch.setattr(ledger, "record_issue", unreachable)
     body = rejected(issuer.invoke(function_url_event({"asset_url": "/a.m3u8"})), 503, "store-unavailable")
     assert "ledger" in body["message"] and "url" not in body  # no token without its record
+
+
+def test_with_entitlements_only_what_the_backend_vouches_for_is_issued(
+    issuer: Issuer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, output
+) -> None:
+    backend = generate_key("backend-2026")
+    key_file = tmp_path / "entitlement.json"
+    key_file.write_text(backend.to_secret_json(), encoding="utf-8")
+    monkeypatch.setenv("ENTITLEMENT_KEY_FILE", str(key_file))
+    issuer.module.runtime.cache_clear()
+    asked = {"asset_url": "https://cdn.example.com/live/ch1/master.m3u8", "bind": ["ip-prefix"]}
+    claims = {"sub": "account-42", "dev": "tv-1", "paths": ["/live/ch1"], "bnd": ["ip-prefix"], "ttl": 900}
+    now = int(time.time())
+
+    def with_assertion(body: dict, assertion_claims: dict = claims, key=backend) -> dict:
+        return issuer.invoke(function_url_event(body, {"X-Entitlement": sign_assertion(key, assertion_claims, now)}))
+
+    rejected(issuer.invoke(function_url_event(asked)), 401, "entitlement-missing")
+    rejected(with_assertion(asked, key=generate_key("backend-2026")), 401, "entitlement-invalid")  # a forged one
+    issued = body_of(with_assertion(asked))
+    assert issued["session_id"] == derive_session_id("account-42", "tv-1")
+    assert issued["expires_at"] <= now + 900 + 1  # the entitlement's cap, not the issuer's default (1800)
+    rejected(with_assertion({**asked, "session_id": SID}), 400, "session-id-not-allowed")
+    rejected(with_assertion({**asked, "asset_url": "/live/ch2/a.m3u8", "path_prefixes": ["/live/ch2"]}), 403,
+             "outside-entitlement")
+    rejected(with_assertion({**asked, "bind": []}), 403, "binding-required")
+    _, _, blobs = output()
+    reasons = [b["reason"] for b in with_metric(blobs, "TokenRequestsRejected")]
+    assert reasons == ["entitlement-missing", "entitlement-invalid", "session-id-not-allowed", "outside-entitlement",
+                       "binding-required"]
+
+
+def test_the_issuer_can_require_a_path_scope_and_bindings(issuer: Issuer, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REQUIRE_PATH_SCOPE", "true")
+    monkeypatch.setenv("REQUIRED_BINDINGS", "ip-prefix")
+    issuer.module.runtime.cache_clear()
+    rejected(issuer.invoke(function_url_event({"asset_url": "/live/ch1/a.m3u8", "bind": ["ip-prefix"]})), 400,
+             "path-scope-required")
+    rejected(issuer.invoke(function_url_event({"asset_url": "/live/ch1/a.m3u8", "path_prefixes": ["/live/ch1"]})),
+             400, "binding-required")
+    ok = issuer.invoke(function_url_event({"asset_url": "/live/ch1/a.m3u8", "path_prefixes": ["/live/ch1"],
+                                           "bind": ["ip-prefix"]}))
+    assert ok["statusCode"] == 201
 
 
 # -- 503 / 500 ----------------------------------------------------------------------------------------------------

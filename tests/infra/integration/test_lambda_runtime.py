@@ -137,15 +137,20 @@ def test_process_talks_to_moto(aws: Aws, monkeypatch: pytest.MonkeyPatch) -> Non
         monkeypatch.setenv(name, value)
 
 
-def _resolve(value: Any, names: dict[str, str]) -> str:
+def _resolve(value: Any, names: dict[str, str]) -> str | None:
     """A template value with its Ref / GetAtt / Sub resolved from ``names`` (a parameter's default otherwise)."""
     if isinstance(value, str | int | float):
         return str(value)
     (function, argument), = value.items()
     if function == "Ref":
+        if argument == "AWS::NoValue":
+            return None  # the variable is not set
         return names[argument] if argument in names else str(TPL["Parameters"][argument].get("Default", ""))
     if function == "Fn::GetAtt":
         return names[".".join(argument)]
+    if function == "Fn::If":  # the template's conditions, on its parameters' defaults
+        condition, when_true, when_false = argument
+        return _resolve(when_true if _condition(TPL["Conditions"][condition], names) else when_false, names)
     if function == "Fn::Sub":
         text = argument
         for name, resolved in names.items():
@@ -153,6 +158,15 @@ def _resolve(value: Any, names: dict[str, str]) -> str:
         assert "${" not in text, f"unresolved reference in {argument!r}"
         return text
     raise AssertionError(f"no resolution for {value!r}")
+
+
+def _condition(value: Any, names: dict[str, str]) -> bool:
+    (function, argument), = value.items()
+    if function == "Fn::Not":
+        return not _condition(argument[0], names)
+    if function == "Fn::Equals":
+        return _resolve(argument[0], names) == _resolve(argument[1], names)
+    raise AssertionError(f"no evaluation for {value!r}")
 
 
 def invoke(runtime: Runtime, aws: Aws, function: str, event: dict[str, Any], tmp_path: Path,
@@ -180,7 +194,7 @@ def invoke(runtime: Runtime, aws: Aws, function: str, event: dict[str, Any], tmp
         "AWS_ENDPOINT_URL": aws.endpoint, "AWS_ENDPOINT_URL_CLOUDFRONT_KEYVALUESTORE": "http://kvs.example",
         "HTTP_PROXY": aws.proxy, "http_proxy": aws.proxy, "NO_PROXY": "127.0.0.1,localhost",
         "no_proxy": "127.0.0.1,localhost",
-        **{name: _resolve(value, names) for name, value in variables.items()},
+        **{name: resolved for name, value in variables.items() if (resolved := _resolve(value, names)) is not None},
     }
     event_file, result_file = tmp_path / f"{function}-event.json", tmp_path / f"{function}-result.json"
     event_file.write_text(json.dumps(event), encoding="utf-8")

@@ -212,7 +212,8 @@ def _policy_documents(resources: dict[str, Any]) -> list[tuple[str, dict[str, An
     for name, resource in resources.items():
         p = resource.get("Properties", {})
         if resource["Type"] == "AWS::IAM::Role":
-            documents += [(f"{name}/{pol['PolicyName']}", pol["PolicyDocument"]) for pol in p.get("Policies", [])]
+            policies = [pol["Fn::If"][1] if "Fn::If" in pol else pol for pol in p.get("Policies", [])]  # when on
+            documents += [(f"{name}/{pol['PolicyName']}", pol["PolicyDocument"]) for pol in policies]
         elif resource["Type"] in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"):
             documents.append((name, p["PolicyDocument"]))
     return documents

@@ -78,7 +78,16 @@ def test_ledger_and_edge_store_permissions_are_what_the_adapters_call() -> None:
     allowed, resource = actions("TokenIssuerFunction", "dynamodb")
     assert allowed == {"GetItem", "ConditionCheckItem", "UpdateItem"} <= dynamodb  # record_issue, nothing more
     assert resource == {"Fn::GetAtt": ["LedgerTable", "Arn"]}
-    assert props("TokenIssuerFunction")["Environment"]["Variables"]["LEDGER_TABLE"] == {"Ref": "LedgerTable"}
+    issuer_env = props("TokenIssuerFunction")["Environment"]["Variables"]
+    assert issuer_env["LEDGER_TABLE"] == {"Ref": "LedgerTable"}
+    # entitlements: the backend's key only when the stack names one, and read access to that secret only then
+    assert issuer_env["ENTITLEMENT_SECRET_ARN"] == {"Fn::If": ["UseEntitlements", {"Ref": "EntitlementSecretArn"},
+                                                               {"Ref": "AWS::NoValue"}]}
+    (conditional,) = [p["Fn::If"] for p in props("TokenIssuerFunction")["Policies"] if "Fn::If" in p]
+    assert conditional[0] == "UseEntitlements" and conditional[2] == {"Ref": "AWS::NoValue"}
+    assert conditional[1]["Statement"][0]["Resource"] == {"Ref": "EntitlementSecretArn"}
+    assert (issuer_env["REQUIRE_PATH_SCOPE"], issuer_env["REQUIRED_BINDINGS"]) == (
+        {"Ref": "RequirePathScope"}, {"Ref": "RequiredBindings"})
     allowed, kvs = actions("PublishRevocationsFunction", "cloudfront-keyvaluestore")
     assert allowed == client_calls("edge/store/kvs.py")
     assert kvs == {"Fn::GetAtt": ["EdgeKeyValueStore", "Arn"]}
