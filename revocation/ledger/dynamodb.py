@@ -399,26 +399,23 @@ class DynamoDbLedger(Ledger):
 
     # -- calls -----------------------------------------------------------------------------------------------
 
-    def _get_revocation(self, session_id: str) -> Revocation | None:
+    def _get_item(self, session_id: str, sk: str) -> dict[str, Any] | None:
+        """One item of the session's partition, read consistently (None when absent)."""
         response = self._call(
             "GetItem",
             self.client.get_item,
             TableName=self.table_name,
-            Key=self._key(session_id, _REVOCATION_SK),
+            Key=self._key(session_id, sk),
             ConsistentRead=True,
         )
-        item = response.get("Item")
+        return response.get("Item")
+
+    def _get_revocation(self, session_id: str) -> Revocation | None:
+        item = self._get_item(session_id, _REVOCATION_SK)
         return self._revocation_from(item) if item else None
 
     def _issued_until(self, session_id: str) -> int | None:
-        response = self._call(
-            "GetItem",
-            self.client.get_item,
-            TableName=self.table_name,
-            Key=self._key(session_id, _ISSUED_SK),
-            ConsistentRead=True,
-        )
-        item = response.get("Item")
+        item = self._get_item(session_id, _ISSUED_SK)
         return int(item["expires_at"]["N"]) if item else None
 
     def _extend(self, record: Revocation) -> bool:
