@@ -269,7 +269,10 @@ def _revoked(exc: SessionRevoked) -> Response:
 @app.exception_handler(RevocationCheckFailed)
 def _store_unavailable(exc: RevocationCheckFailed) -> Response:
     return _reject(
-        HTTPStatus.SERVICE_UNAVAILABLE, exc.reason, "the revocation list or the ledger cannot be reached; retry later", detail=exc.message
+        HTTPStatus.SERVICE_UNAVAILABLE,
+        exc.reason,
+        "the revocation list or the ledger cannot be reached; retry later",
+        detail=exc.message,
     )
 
 

@@ -775,11 +775,16 @@ class CorpusSummary:
         return asdict(self)
 
 
-def _kind_counts(sessions: int, pirate_share: float | None, mix: str = DEFAULT_MIX) -> dict[str, int]:
-    """Sessions of each kind of the ``mix`` (``MIXES``), in ``KINDS`` order; ``plain`` takes what the others leave."""
+def check_mix(mix: str) -> str:
+    """``mix`` if it names one of ``MIXES``; a ValueError naming them otherwise."""
     if mix not in MIXES:
         raise ValueError(f"unknown mix {mix!r}: one of {', '.join(MIXES)}")
-    shares = dict(MIXES[mix])
+    return mix
+
+
+def _kind_counts(sessions: int, pirate_share: float | None, mix: str = DEFAULT_MIX) -> dict[str, int]:
+    """Sessions of each kind of the ``mix`` (``MIXES``), in ``KINDS`` order; ``plain`` takes what the others leave."""
+    shares = dict(MIXES[check_mix(mix)])
     pirates = [k for k in shares if KINDS[k].label == "pirate"]
     if pirate_share is not None:
         base = sum(shares[k] for k in pirates)

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from detection.scoring.config import DetectionConfig
 from tools.evaluate import Evaluation, KindResult, Metrics, evaluate_corpus, kind_rows, targets_line
-from tools.generate import DEFAULT_MIX, MIXES, generate_corpus
+from tools.generate import DEFAULT_MIX, check_mix, generate_corpus
 
 __all__ = ["Suite", "SuiteError", "SuiteResult", "format_suite", "run_suite", "upper_bound"]
 
@@ -48,9 +48,7 @@ class Suite(BaseModel):
     @field_validator("mix")
     @classmethod
     def _known_mix(cls, value: str) -> str:
-        if value not in MIXES:
-            raise ValueError(f"unknown mix {value!r}: one of {', '.join(MIXES)}")
-        return value
+        return check_mix(value)
 
     @classmethod
     def load(cls, path: str | Path) -> Suite:

@@ -29,7 +29,9 @@ class NetworkSettings(BaseModel):
 
     defaults: bool = Field(True, description="Start from the shipped defaults (detection/networks/defaults.json).")
     files: tuple[str, ...] = Field((), description="Registry files to add, in order (paths).")
-    add: tuple[NetworkEntry, ...] = Field((), description="The operator's own entries (class, asn or prefix, name, source).")
+    add: tuple[NetworkEntry, ...] = Field(
+        (), description="The operator's own entries (class, asn or prefix, name, source)."
+    )
     remove_asns: frozenset[int] = Field(frozenset(), description="ASNs to take out of the registry.")
     _registry: NetworkRegistry = PrivateAttr()
 

@@ -55,7 +55,8 @@ class PolicySettings(BaseModel):
         return value
 
     def query_parameters(self) -> dict[str, str]:
-        """The text parameters features.sql takes from this config: the shared-egress ASNs of the registry."""
+        """The text parameters features.sql takes from this config: the registry's shared-egress and location-free
+        ASNs."""
         return self.networks.query_parameters()
 
     def section(self, code: str) -> Section:

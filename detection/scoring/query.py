@@ -26,7 +26,7 @@ from __future__ import annotations
 import functools
 import math
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -73,18 +73,15 @@ OPTIONAL_COLUMNS: dict[str, str] = {
     "cmcd_playback_rate": "DOUBLE",
 }
 
-def _shipped(name: str) -> Callable[[], str]:
-    def value() -> str:
-        from detection.networks.settings import NetworkSettings
 
-        return NetworkSettings().query_parameters()[name]
+@functools.cache
+def _shipped_text_parameters() -> dict[str, str]:
+    """The text parameters a caller without a detection config may leave out: the shipped network registry's
+    values (built once; the registry is imported only when a query asks for them)."""
+    from detection.networks.settings import NetworkSettings
 
-    return value
+    return NetworkSettings().query_parameters()
 
-
-#: Text parameters a caller without a detection config may leave out: the shipped network registry's values.
-_TEXT_DEFAULTS: dict[str, Callable[[], str]] = {name: _shipped(name) for name in ("shared_egress_asns",
-                                                                                  "location_free_asns")}
 
 _HEADER = re.compile(r"^--[ \t]*(parameters|partition):[ \t]*(.*?)[ \t]*$", re.MULTILINE)
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*){0,2}\Z")
@@ -143,10 +140,10 @@ class Query:
         if not end > start:
             raise QueryError(f"empty window: window_end {end} is not after window_start {start}")
         known: dict[str, float | str] = {"window_start": start, "window_end": end}
-        for name in self.parameters:
-            if name in _TEXT_DEFAULTS and name not in (extra or {}):
-                known[name] = _TEXT_DEFAULTS[name]()
-        for name, value in (extra or {}).items():
+        supplied = dict(extra or {})
+        if any(name not in known and name not in supplied for name in self.parameters):
+            supplied = {**_shipped_text_parameters(), **supplied}
+        for name, value in supplied.items():
             if not isinstance(value, str):
                 raise QueryError(f"{self.name}: parameter {name} must be text, not {value!r}")
             known[name] = value

@@ -31,7 +31,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from detection.networks.settings import NetworkSettings
 from detection.scoring.config import DetectionConfig
 from detection.scoring.query import FEATURES, load_query
 from edge.store import EdgeStore
@@ -173,7 +172,7 @@ def plan_run(
         window_start=start,
         window_end=float(end),
         query=statement,
-        parameters=tuple(query.athena_parameters(start, float(end), query_parameters or NetworkSettings().query_parameters())),
+        parameters=tuple(query.athena_parameters(start, float(end), query_parameters)),
         destination=destination,
         pages=root + "pages/",
     )

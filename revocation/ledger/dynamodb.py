@@ -239,7 +239,7 @@ class DynamoDbLedger(Ledger):
         for _ in range(self.max_attempts):
             seen = self._issued_until(session_id)
             latest = max(seen or 0, int(expires_at))
-            raise_if = "attribute_not_exists(pk)" if seen is None else "expires_at = :seen"
+            unchanged = "attribute_not_exists(pk)" if seen is None else "expires_at = :seen"  # still what was read
             values: dict[str, Any] = {":e": {"N": str(latest)}, ":u": {"N": str(at)},
                                       ":t": {"N": str(latest + self.retention_seconds)}}
             if seen is not None:
@@ -255,7 +255,7 @@ class DynamoDbLedger(Ledger):
                         {"Update": {
                             "TableName": self.table_name, "Key": self._key(session_id, _ISSUED_SK),
                             "UpdateExpression": "SET expires_at = :e, updated_at = :u, #ttl = :t",
-                            "ConditionExpression": raise_if,
+                            "ConditionExpression": unchanged,
                             "ExpressionAttributeNames": {"#ttl": TTL_ATTRIBUTE},
                             "ExpressionAttributeValues": values}},
                     ],

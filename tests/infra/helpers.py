@@ -42,9 +42,13 @@ def client_calls(path: str) -> set[str]:
     return calls
 
 
+def when_on(value: Any) -> Any:
+    """A template value as it is when its condition holds (``Fn::If``'s first branch), else the value itself."""
+    return value["Fn::If"][1] if isinstance(value, dict) and "Fn::If" in value else value
+
+
 def actions(function: str, service: str) -> tuple[set[str], list[Any]]:
-    policies = [p["Fn::If"][1] if "Fn::If" in p else p for p in props(function)["Policies"]]  # conditional: when on
-    statements = [s for p in policies for s in p["Statement"]]
+    statements = [s for p in props(function)["Policies"] for s in when_on(p)["Statement"]]
     found = [s for s in statements if all(a.startswith(service + ":") for a in s["Action"])]
     (statement,) = found
     return {a.split(":", 1)[1] for a in statement["Action"]}, statement["Resource"]

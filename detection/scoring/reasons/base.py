@@ -9,7 +9,7 @@ record each. The policy (:mod:`detection.scoring.policy`) runs every registered 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import cached_property
@@ -128,6 +128,16 @@ class SessionTable:
         if not self.rows:
             return np.zeros(0, np.int64)
         return np.bincount(self.minute_rows[mask], minlength=self.rows).astype(np.int64)
+
+    def any_asn(self, asns: Iterable[int], *, inside: bool = True) -> np.ndarray:
+        """Per session: was any of its networks (``asns`` column) in ``asns`` (``inside=False``: outside them)?"""
+        listed = np.asarray(sorted(asns), dtype=np.int64)
+
+        def test(values: pa.Array) -> np.ndarray:
+            found = np.isin(np.asarray(pc.fill_null(values, -1).to_numpy(), dtype=np.int64), listed)
+            return found if inside else ~found
+
+        return self.any_listed("asns", test)
 
     def any_listed(self, column: str, predicate: Callable[[pa.Array], np.ndarray]) -> np.ndarray:
         """Per session: does any element of the list column satisfy ``predicate(values) -> bool array``?"""

@@ -198,10 +198,9 @@ class RotatingAddresses(ReasonRule):
             table.numbers("max_prefixes_per_minute") >= section.min_prefixes_per_minute
         )
         several_networks = table.numbers("distinct_asns") >= 2
-        pools = np.asarray(sorted(table.networks.address_pool_asns), dtype=np.int64)
-        outside_pools = table.any_listed("asns", lambda v: ~np.isin(np.asarray(v.fill_null(-1).to_numpy(),
-                                                                                dtype=np.int64), pools))
-        return Fired(rotating & outside_pools, np.where(several_networks, section.weight, section.single_network_weight))
+        outside_pools = table.any_asn(table.networks.address_pool_asns, inside=False)
+        weight = np.where(several_networks, section.weight, section.single_network_weight)
+        return Fired(rotating & outside_pools, weight)
 
     def explain(self, record: Mapping[str, Any], row: int, section: Any, fired: Fired) -> Reason:
         single = (record.get("distinct_asns") or 0) < 2

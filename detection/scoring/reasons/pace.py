@@ -22,10 +22,10 @@ class PlaybackRateSection(Section):
     add requests, not media; players at the live edge share one position). A session's pace is the median of its
     interior minutes (not its first or last: startup bursts and partial minutes), so a buffer refill or a seek moves
     one minute, not the median; and most interior minutes (``min_share_of_minutes``) must each be that fast: a cast
-    or a restart refills a buffer once, a download keeps pulling ahead. A title's real-time pace is the median pace of the *other* sessions that play only
-    it, each over the minutes it was playing (real players advance at real time once their buffer is full; a pause
-    must not slow the reference; a median ignores the few fast ones). With fewer
-    than ``crowd_min_sessions`` others the speed must reach ``min_speed * small_crowd_factor``; with none, one
+    or a restart refills a buffer once, a download keeps pulling ahead. A title's real-time pace is the median pace
+    of the *other* sessions that play only it, each over the minutes it was playing (real players advance at real
+    time once their buffer is full; a pause must not slow the reference; a median ignores the few fast ones). With
+    fewer than ``crowd_min_sessions`` others the speed must reach ``min_speed * small_crowd_factor``; with none, one
     segment per ``fallback_segment_seconds`` is assumed. A crowd pace is never taken below one segment per
     ``max_segment_seconds``: a paused crowd is not real time. A player that reports a faster playback rate (CMCD
     ``pr``: a viewer watching at 1.5x) is held to that rate, up to ``max_reported_rate``."""
@@ -64,9 +64,10 @@ class PlaybackRateSection(Section):
 
 @dataclass(frozen=True)
 class Playback:
-    """Per session: its pace (median advance, in segments, per interior minute), its main channel's real-time pace (NaN when
-    nobody else plays it), how many other sessions that pace comes from, its speed against real time, the speed
-    it must reach, and its interior minutes. Verdicts show these whether or not the reason is enabled."""
+    """Per session: its pace (median advance, in segments, per interior minute), its main channel's real-time pace
+    (NaN when nobody else plays it), how many other sessions that pace comes from, its speed against real time, the
+    speed it must reach, its interior minutes, how many of them were that fast, and the media it advanced beyond
+    real time. Verdicts show these whether or not the reason is enabled."""
 
     pace: np.ndarray
     channel_pace: np.ndarray
@@ -160,8 +161,8 @@ def _playback(table: SessionTable, section: PlaybackRateSection) -> Playback:
         speed = np.where(realtime > 0, np.nan_to_num(pace) / realtime, 0.0)
     needed = np.where(crowd >= section.crowd_min_sessions, section.min_speed,
                       section.min_speed * section.small_crowd_factor)
-    # media beyond real time over the interior minutes, in seconds: a player's start or restart fills its buffer
-    # once (tens of seconds), a download keeps pulling ahead
+    # per session, over its interior minutes: the media advanced beyond real time, in seconds (what an explanation
+    # shows), and the minutes that were each fast enough (what sustained means)
     rows = parents[inside]
     over = (advance[inside] - realtime[rows]) * 60.0 / realtime[rows]
     ahead = np.bincount(rows, weights=over, minlength=table.rows) if len(rows) else np.zeros(table.rows)

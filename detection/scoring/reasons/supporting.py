@@ -52,11 +52,7 @@ class HostingNetwork(ReasonRule):
 
     def fire(self, table: SessionTable, section: Any, scored: np.ndarray) -> Fired:
         networks = hosting_asns(table, section)
-        listed = np.asarray(sorted(networks), dtype=np.int64)
-        hosting = table.any_listed(
-            "asns", lambda v: np.isin(np.asarray(pc.fill_null(v, -1).to_numpy(), dtype=np.int64), listed)
-        )
-        return Fired(hosting, section.weight, context={"asns": networks})
+        return Fired(table.any_asn(networks), section.weight, context={"asns": networks})
 
     def explain(self, record: Mapping[str, Any], row: int, section: Any, fired: Fired) -> Reason:
         listed = sorted(set(record.get("asns") or ()) & fired.context["asns"])

@@ -23,7 +23,7 @@ from detection.scoring.query import FEATURES, load_query
 from revocation import handler as revocation_handler
 from revocation.ledger.dynamodb import GSI_NAME, cloudformation_properties
 from tests.helpers import ROOT
-from tests.infra.helpers import PSEUDO, RES, TEXT, TPL, actions, client_calls, globals_env, props
+from tests.infra.helpers import PSEUDO, RES, TEXT, TPL, actions, client_calls, globals_env, props, when_on
 from tools.template_schema import render
 
 # -- real-time log configuration and schema ----------------------------------------------------------------------
@@ -212,7 +212,7 @@ def _policy_documents(resources: dict[str, Any]) -> list[tuple[str, dict[str, An
     for name, resource in resources.items():
         p = resource.get("Properties", {})
         if resource["Type"] == "AWS::IAM::Role":
-            policies = [pol["Fn::If"][1] if "Fn::If" in pol else pol for pol in p.get("Policies", [])]  # when on
+            policies = [when_on(pol) for pol in p.get("Policies", [])]
             documents += [(f"{name}/{pol['PolicyName']}", pol["PolicyDocument"]) for pol in policies]
         elif resource["Type"] in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"):
             documents.append((name, p["PolicyDocument"]))
