@@ -23,6 +23,10 @@ SIMPLE_DESCRIPTORS = {"ip", "country", "region", "ua"}
 COUNTRY_HEADER = "cloudfront-viewer-country"
 REGION_HEADER = "cloudfront-viewer-country-region"
 DEFAULT_PREFIX = {4: 24, 6: 48}
+# The shapes CloudFront gives these headers: ISO 3166-1 alpha-2, and the first-level ISO 3166-2 subdivision code
+# (up to three characters). A value of another shape was not set by CloudFront alone (e.g. "DE,FR": two copies
+# joined by the function URL), so the issuer will not bind to it.
+LOCATION_CODE = {"country": re.compile(r"^[A-Z]{2}\Z"), "region": re.compile(r"^[A-Z0-9]{1,3}\Z")}
 
 
 class BindingError(ValueError):
@@ -70,19 +74,35 @@ def canonical_ip(text: str, prefix: int | None = None) -> str | None:
     return f"{canonical_address(network.network_address)}/{prefix}"
 
 
+HeaderValue = str | tuple[str, ...]
+
+
 @dataclass(frozen=True)
 class Viewer:
-    """What the edge knows of a viewer: the address and the request headers (names lower case)."""
+    """What the edge knows of a viewer: the address and the request headers (names lower case).
+
+    A header the request carries more than once is kept as a tuple of its values and counts as *absent* for a
+    binding: the viewer may have sent its own copy of a header CloudFront adds, and nothing says which copy
+    comes first (docs/edge-token.md, "Which headers a binding trusts").
+    """
 
     ip: str | None = None
-    headers: Mapping[str, str] = field(default_factory=dict)
+    headers: Mapping[str, HeaderValue] = field(default_factory=dict)
 
     def header(self, name: str) -> str | None:
-        return self.headers.get(name.lower())
+        value = self.headers.get(name.lower())
+        return value if isinstance(value, str) else None
 
     @classmethod
-    def of(cls, ip: str | None, headers: Mapping[str, str] | None = None) -> "Viewer":
-        return cls(ip=ip, headers={k.lower(): v for k, v in (headers or {}).items()})
+    def of(cls, ip: str | None, headers: Mapping[str, HeaderValue | list[str]] | None = None) -> "Viewer":
+        return cls(ip=ip, headers={k.lower(): _one_or_all(v) for k, v in (headers or {}).items()})
+
+
+def _one_or_all(value: HeaderValue | list[str]) -> HeaderValue:
+    if isinstance(value, str):
+        return value
+    values = tuple(value)
+    return values[0] if len(values) == 1 else values
 
 
 def attribute_value(descriptor: str, viewer: Viewer) -> str | None:

@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from core.session_ids import SESSION_ID
-from edge.binding import BindingError, Viewer, attribute_value, parse_ip
+from edge.binding import LOCATION_CODE, BindingError, Viewer, attribute_value, parse_ip
 from edge.entitlement import Entitlement, derive_session_id
 from edge.keys import SigningKey
 from edge.paths import MAX_TOKEN_SEGMENT, any_prefix_matches, is_safe_path
@@ -240,8 +240,8 @@ def viewer_from_request(headers: Mapping[str, str], source_ip: str | None = None
 _ATTRIBUTE_SOURCES = {
     "ip": "viewer IP address (from CloudFront-Viewer-Address, or the source IP when that header is absent)",
     "ip-prefix": "viewer IP address (from CloudFront-Viewer-Address, or the source IP when that header is absent)",
-    "country": "CloudFront-Viewer-Country header",
-    "region": "CloudFront-Viewer-Country-Region header",
+    "country": "CloudFront-Viewer-Country header holding one ISO 3166-1 alpha-2 code",
+    "region": "CloudFront-Viewer-Country-Region header holding one region code (1-3 letters or digits)",
     "ua": "User-Agent header",
 }
 
@@ -277,7 +277,10 @@ def descriptors_for(names: Sequence[str], viewer: Viewer) -> list[str]:
 def _viewer_has(name: str, viewer: Viewer) -> bool:
     if name == "ip-prefix":
         return _ip_version(viewer) is not None
-    return attribute_value(descriptor_for(name, viewer), viewer) is not None
+    value = attribute_value(descriptor_for(name, viewer), viewer)
+    if name in LOCATION_CODE:
+        return value is not None and LOCATION_CODE[name].match(value) is not None
+    return value is not None
 
 
 def _ip_version(viewer: Viewer) -> int | None:

@@ -58,9 +58,11 @@ class EdgeHandler(BaseHTTPRequestHandler):
 
     def _handle(self, send_body: bool) -> None:
         parts = urlsplit(self.path)
-        headers = {name.lower(): value for name, value in self.headers.items()}
-        headers.update(self.extra_headers)
-        viewer = Viewer(ip=self.client_address[0], headers=headers)
+        headers: dict[str, list[str]] = {}
+        for name, value in self.headers.items():  # a header sent twice stays twice, as CloudFront passes it
+            headers.setdefault(name.lower(), []).append(value)
+        headers.update({name.lower(): [value] for name, value in self.extra_headers.items()})
+        viewer = Viewer.of(self.client_address[0], headers)
         decision = self.runner.decide(
             parts.path, viewer, time.time(), store_path=self.store, method=self.command, querystring=parts.query
         )

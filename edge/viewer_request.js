@@ -158,12 +158,12 @@ function canon(s, n) {
   return n >= 0 ? t + '/' + n : t;
 }
 
-// Canonical value of one bound viewer attribute, null when missing.
+// Canonical value of one bound viewer attribute, null when missing or sent more than once.
 function attr(d, ev) {
   const hs = ev.request.headers || {};
   const h = (n) => {
     const x = hs[n];
-    return x && typeof x.value == 'string' && x.value != '' ? x.value : null;
+    return x && !x.multiValue && typeof x.value == 'string' && x.value != '' ? x.value : null;
   };
   if (d == 'ua') return h('user-agent');
   if (d.startsWith('h:')) return h(d.slice(2));

@@ -6,7 +6,7 @@ The product is an add-on: the distribution stays the user's. This module compute
 someone made in between is never overwritten). ``--undo BACKUP.json`` puts the saved configuration back the same way.
 
     python -m tools.attach --distribution-id E123 --function-arn ARN --realtime-log-config-arn ARN \\
-        [--behaviors default,/live/*] [--replace] [--apply] [--backup FILE]
+        [--origin-request-policy-id ID] [--behaviors default,/live/*] [--replace] [--apply] [--backup FILE]
     python -m tools.attach --undo BACKUP.json [--apply] [--force]
 
 Rules CloudFront imposes, checked before anything is sent:
@@ -14,7 +14,10 @@ Rules CloudFront imposes, checked before anything is sent:
 * one function per event type and cache behavior: a behavior whose viewer-request event already runs another
   CloudFront Function, or a Lambda@Edge function, is refused (``--replace`` replaces it, and says so);
 * one real-time log configuration per cache behavior: a different one is refused likewise (``--replace`` switches
-  it, and the other consumer stops receiving those records).
+  it, and the other consumer stops receiving those records);
+* one origin request policy per cache behavior, and only on a behavior with a cache policy: the stack's
+  viewer-location policy (needed only for country and region bindings) is refused beside another policy
+  (``--replace`` replaces it) and on legacy cache settings.
 
 Behaviors are named ``default`` (the default cache behavior) or by their path pattern; without ``--behaviors``
 every behavior is selected, since a behavior without the function serves content without a token.
@@ -57,6 +60,7 @@ DEFAULT_BEHAVIOR = "default"
 VIEWER_REQUEST = "viewer-request"
 BACKUP_FORMAT = "media-shield/distribution-backup/1"
 FUNCTION_ARN = re.compile(r"^arn:aws[a-z-]*:cloudfront::\d{12}:function/[A-Za-z0-9_-]{1,64}$")
+POLICY_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 REALTIME_LOG_CONFIG_ARN = re.compile(r"^arn:aws[a-z-]*:cloudfront::\d{12}:realtime-log-config/[A-Za-z0-9_-]{1,128}$")
 
 
@@ -67,7 +71,7 @@ class AttachError(ValueError):
 @dataclass(frozen=True)
 class Change:
     behavior: str
-    what: str  # "viewer-request function", "real-time log configuration", "Lambda@Edge viewer-request function"
+    what: str  # "viewer-request function", "real-time log configuration", "origin request policy", ...
     before: str | None
     after: str | None
 
@@ -150,14 +154,23 @@ def plan_attach(
     realtime_log_config_arn: str | None,
     behaviors: Sequence[str] | None = None,
     replace: bool = False,
+    origin_request_policy_id: str | None = None,
 ) -> Plan:
     """The change that associates ``function_arn`` (viewer request) and ``realtime_log_config_arn`` with the chosen
     cache behaviors (all when ``behaviors`` is None). Existing associations of other event types are kept. A
     behavior that already has a different viewer-request function (CloudFront Function or Lambda@Edge) or a
     different real-time log configuration is a :class:`Conflict`, unless ``replace``: then it is a
-    :class:`Change` that replaces it. The input is not modified."""
-    if function_arn is None and realtime_log_config_arn is None:
-        raise AttachError("nothing to attach: give --function-arn, --realtime-log-config-arn or both")
+    :class:`Change` that replaces it. ``origin_request_policy_id`` (the stack's viewer-location policy) is attached
+    the same way. The input is not modified."""
+    if function_arn is None and realtime_log_config_arn is None and origin_request_policy_id is None:
+        raise AttachError(
+            "nothing to attach: give --function-arn, --realtime-log-config-arn, --origin-request-policy-id or several"
+        )
+    if origin_request_policy_id is not None and not POLICY_ID.match(origin_request_policy_id):
+        raise AttachError(
+            f"{origin_request_policy_id!r} is not an origin request policy id "
+            f"(stack output ViewerLocationOriginRequestPolicyId, e.g. 216adef6-5c7f-47e4-b989-5492eafa07d3)"
+        )
     if function_arn is not None and not FUNCTION_ARN.match(function_arn):
         raise AttachError(f"{function_arn!r} is not a CloudFront Function ARN (arn:aws:cloudfront::<account>:function/<name>)")
     if realtime_log_config_arn is not None and not REALTIME_LOG_CONFIG_ARN.match(realtime_log_config_arn):
@@ -173,6 +186,8 @@ def plan_attach(
             _attach_function(plan, name, behavior, function_arn, replace)
         if realtime_log_config_arn is not None:
             _attach_log_config(plan, name, behavior, realtime_log_config_arn, replace)
+        if origin_request_policy_id is not None:
+            _attach_origin_request_policy(plan, name, behavior, origin_request_policy_id, replace)
     if plan.conflicts:
         plan.updated = copy.deepcopy(config)  # refused as a whole: nothing half-planned
         plan.changes = []
@@ -227,6 +242,29 @@ def _attach_log_config(plan: Plan, name: str, behavior: dict[str, Any], arn: str
         return
     behavior["RealtimeLogConfigArn"] = arn
     plan.changes.append(Change(name, "real-time log configuration", current, arn))
+
+
+def _attach_origin_request_policy(plan: Plan, name: str, behavior: dict[str, Any], policy_id: str,
+                                  replace: bool) -> None:
+    current = behavior.get("OriginRequestPolicyId") or None
+    if current == policy_id:
+        return
+    if not behavior.get("CachePolicyId"):
+        plan.conflicts.append(Conflict(
+            name, "legacy cache settings (no cache policy)", "ForwardedValues",
+            "an origin request policy needs a cache policy; add CloudFront-Viewer-Country and "
+            "CloudFront-Viewer-Country-Region to this behavior's forwarded headers instead",
+        ))
+        return
+    if current is not None and not replace:
+        plan.conflicts.append(Conflict(
+            name, "an origin request policy", current,
+            "add CloudFront-Viewer-Country and CloudFront-Viewer-Country-Region to that policy instead, or "
+            "--replace it with the stack's (what it forwarded to the origin is then no longer forwarded)",
+        ))
+        return
+    behavior["OriginRequestPolicyId"] = policy_id
+    plan.changes.append(Change(name, "origin request policy", current, policy_id))
 
 
 def plan_restore(current: dict[str, Any], backup: dict[str, Any]) -> Plan:
@@ -301,6 +339,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--distribution-id", help="the distribution to change (with --undo: taken from the backup)")
     parser.add_argument("--function-arn", help="stack output ViewerRequestFunctionArn")
     parser.add_argument("--realtime-log-config-arn", help="stack output RealtimeLogConfigArn")
+    parser.add_argument("--origin-request-policy-id", help="stack output ViewerLocationOriginRequestPolicyId: "
+                        "needed only for country or region bindings (CloudFront then sets those headers)")
     parser.add_argument(
         "--behaviors",
         help="comma-separated cache behaviors: 'default' and/or path patterns (default: every behavior)",
@@ -326,8 +366,10 @@ def main(argv: Sequence[str] | None = None, *, client: Any = None, out: TextIO |
     try:
         distributions = CloudFrontDistributions(client)
         if args.undo is not None:
-            if args.function_arn or args.realtime_log_config_arn or args.behaviors or args.replace:
-                raise AttachError("--undo takes no --function-arn, --realtime-log-config-arn, --behaviors or --replace")
+            if (args.function_arn or args.realtime_log_config_arn or args.origin_request_policy_id or args.behaviors
+                    or args.replace):
+                raise AttachError("--undo takes no --function-arn, --realtime-log-config-arn, "
+                                  "--origin-request-policy-id, --behaviors or --replace")
             return _undo(args, distributions, out, err)
         if not args.distribution_id:
             raise AttachError("--distribution-id is required")
@@ -350,6 +392,7 @@ def _attach(args: argparse.Namespace, distributions: Any, out: TextIO, err: Text
         realtime_log_config_arn=args.realtime_log_config_arn,
         behaviors=behaviors,
         replace=args.replace,
+        origin_request_policy_id=args.origin_request_policy_id,
     )
     print(f"distribution {dist_id} (ETag {etag}), behaviors: {', '.join(plan.behaviors)}", file=err)
     if plan.conflicts:

@@ -45,7 +45,8 @@ export async function handleRequest(fn, request) {
   const headers = request.headers ?? {};
   if (typeof headers !== 'object' || Array.isArray(headers)) throw new Error('"headers" must be an object {name: value}');
   for (const [name, value] of Object.entries(headers)) {
-    if (typeof value !== 'string') throw new Error(`header "${name}" must have a string value`);
+    const ok = typeof value === 'string' || (Array.isArray(value) && value.length > 0 && value.every((v) => typeof v === 'string'));
+    if (!ok) throw new Error(`header "${name}" must have a string value or a non-empty list of them (sent more than once)`);
   }
   let now = request.now;
   if (now === undefined || now === null) now = Date.now() / 1000;

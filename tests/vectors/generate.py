@@ -76,7 +76,7 @@ def claims_of(n: int, **extra: Any) -> dict[str, Any]:
 
 
 def vector(name: str, uri: str, status: int, reason: str, forwarded: str | None = None,
-           viewer_ip: str = "198.51.100.7", headers: dict[str, str] | None = None, now: int | None = None
+           viewer_ip: str = "198.51.100.7", headers: dict[str, str | list[str]] | None = None, now: int | None = None
            ) -> dict[str, Any]:
     case: dict[str, Any] = {"name": name, "uri": uri, "viewer_ip": viewer_ip, "headers": headers or {}}
     if now is not None:
@@ -223,7 +223,7 @@ def scope_vectors() -> list[dict[str, Any]]:
     ]
 
 
-def bound(n: int, bindings: list[str], ip: str | None = None, headers: dict[str, str] | None = None,
+def bound(n: int, bindings: list[str], ip: str | None = None, headers: dict[str, Any] | None = None,
           **fields: Any) -> tuple[str, str]:
     return token(n, bindings=bindings, viewer=Viewer.of(ip, headers), **fields)
 
@@ -287,6 +287,14 @@ def binding_vectors() -> list[dict[str, Any]]:
         allow("bind-all-kinds-match", url(all_kinds), viewer_ip="2001:db8:1:2::3", headers=full),
         vector("bind-all-kinds-one-header-missing", url(all_kinds), 403, "binding", viewer_ip="2001:db8:1:2::3",
                headers={k: v for k, v in full.items() if k != "X-Device-Id"}),
+        # A bound header sent twice (the viewer's own copy beside CloudFront's) is never read: deny.
+        vector("bind-country-sent-twice", url(country), 403, "binding",
+               headers={"CloudFront-Viewer-Country": ["DE", "DE"]}),
+        vector("bind-region-viewer-copy-first", url(region), 403, "binding",
+               headers={**geo, "CloudFront-Viewer-Country-Region": ["BE", "BY"]}),
+        vector("bind-ua-sent-twice", url(agent), 403, "binding", headers={"User-Agent": [ua, ua]}),
+        allow("bind-unbound-header-sent-twice", url(country),
+              headers={"CloudFront-Viewer-Country": "DE", "Accept": ["a/b", "c/d"]}),
         allow("bind-exempt-path-other-viewer", url(exempt, "/keys/k1.key"), "/keys/k1.key", viewer_ip="192.0.2.1"),
         vector("bind-not-exempt-other-viewer", url(exempt), 403, "binding", viewer_ip="192.0.2.1"),
     ]

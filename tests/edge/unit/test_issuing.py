@@ -116,6 +116,24 @@ def test_missing_attribute_is_an_error_naming_it() -> None:
 
 
 @pytest.mark.parametrize(
+    ("header", "value"),
+    [
+        ("cloudfront-viewer-country", "DE,FR"),  # a viewer's copy beside CloudFront's, joined by the function URL
+        ("cloudfront-viewer-country", "Germany"),
+        ("cloudfront-viewer-country", "D"),
+        ("cloudfront-viewer-country-region", "BE,BY"),
+        ("cloudfront-viewer-country-region", "BERL"),
+    ],
+)
+def test_a_location_value_cloudfront_would_not_set_is_not_bound(header: str, value: str) -> None:
+    name = "country" if header.endswith("country") else "region"
+    viewer = viewer_from_request({"cloudfront-viewer-country": "DE", "cloudfront-viewer-country-region": "BE",
+                                  header: value})
+    with pytest.raises(MissingViewerAttribute, match=f"'{name}'.*ISO|'{name}'.*region code"):
+        token_request(req(bind=[name]), viewer)
+
+
+@pytest.mark.parametrize(
     "bind",
     [["geo"], ["header:"], ["header:bad_name"], ["header:" + "a" * 65], ["ip", "ip"], ["header:X-A", "header:x-a"]],
 )

@@ -359,11 +359,26 @@ def test_demo_distribution_is_optional_and_protected() -> None:
         "FunctionARN": {"Fn::GetAtt": ["ViewerRequestFunction", "FunctionMetadata.FunctionARN"]},
     }]
     assert behavior["RealtimeLogConfigArn"] == {"Fn::GetAtt": ["RealtimeLogConfig", "Arn"]}
+    assert behavior["OriginRequestPolicyId"] == {"Ref": "ViewerLocationOriginRequestPolicy"}
     (origin,) = props("DemoDistribution")["DistributionConfig"]["Origins"]
     assert origin["OriginAccessControlId"] == {"Fn::GetAtt": ["DemoOriginAccessControl", "Id"]}
     statements = props("DemoOriginBucketPolicy")["PolicyDocument"]["Statement"]
     allow = [s for s in statements if s["Effect"] == "Allow"]
     assert len(allow) == 1 and allow[0]["Condition"]["StringEquals"]["AWS:SourceArn"]
+
+
+def test_the_viewer_location_policy_adds_every_header_a_location_binding_reads() -> None:
+    """Country and region bindings read two headers; CloudFront sets them only where a policy adds them."""
+    from edge.binding import COUNTRY_HEADER, REGION_HEADER
+
+    config = props("ViewerLocationOriginRequestPolicy")["OriginRequestPolicyConfig"]
+    headers = config["HeadersConfig"]
+    assert headers["HeaderBehavior"] == "whitelist"
+    assert {h.lower() for h in headers["Headers"]} == {COUNTRY_HEADER, REGION_HEADER}
+    assert "Condition" not in RES["ViewerLocationOriginRequestPolicy"]  # for your own distribution too
+    assert TPL["Outputs"]["ViewerLocationOriginRequestPolicyId"]["Value"] == {"Ref": "ViewerLocationOriginRequestPolicy"}
+    function_code = (ROOT / "edge" / "viewer_request.js").read_text(encoding="utf-8")
+    assert {COUNTRY_HEADER, REGION_HEADER} == set(re.findall(r"'(cloudfront-viewer-[a-z-]+)'", function_code))
 
 
 def test_attach_command_output_names_this_stacks_arns() -> None:

@@ -132,11 +132,37 @@ def test_plan_refuses_a_different_realtime_log_config_unless_replace() -> None:
     assert replaced.updated["DefaultCacheBehavior"]["RealtimeLogConfigArn"] == LOG_CONFIG
 
 
+LOCATION_POLICY = "0f5c9d2e-1a2b-4c3d-8e9f-0a1b2c3d4e5f"
+CORS_POLICY = "88a5eaf4-2fd4-4709-b370-b4c650ea3fcf"
+
+
+def test_plan_attaches_the_viewer_location_policy_only_where_it_can() -> None:
+    config = _config()
+    config["CacheBehaviors"]["Items"][0]["OriginRequestPolicyId"] = CORS_POLICY  # /live/* forwards CORS headers
+    legacy = config["CacheBehaviors"]["Items"][1]
+    del legacy["CachePolicyId"]
+    legacy["ForwardedValues"] = {"QueryString": False}
+    kwargs: dict[str, Any] = {"function_arn": None, "realtime_log_config_arn": None,
+                              "origin_request_policy_id": LOCATION_POLICY}
+    plan = plan_attach(config, **kwargs)
+    assert [(c.behavior, c.current) for c in plan.conflicts] == [("/live/*", CORS_POLICY), ("/static/*", "ForwardedValues")]
+    assert "add CloudFront-Viewer-Country" in str(plan.conflicts[0]) and plan.updated == config
+    only_default = plan_attach(config, behaviors=["default"], **kwargs)
+    assert [str(c) for c in only_default.changes] == [f"default: add origin request policy {LOCATION_POLICY}"]
+    assert only_default.updated["DefaultCacheBehavior"]["OriginRequestPolicyId"] == LOCATION_POLICY
+    replaced = plan_attach(config, behaviors=["default", "/live/*"], replace=True, **kwargs)
+    assert _behaviors_of(replaced.updated)["/live/*"]["OriginRequestPolicyId"] == LOCATION_POLICY
+    again = plan_attach(only_default.updated, behaviors=["default"], **kwargs)
+    assert not again.changed and not again.changes
+
+
 @pytest.mark.parametrize("kwargs, message", [
     ({"function_arn": None, "realtime_log_config_arn": None}, "nothing to attach"),
     ({"function_arn": "arn:aws:lambda:us-east-1:123456789012:function:x", "realtime_log_config_arn": None},
      "not a CloudFront Function ARN"),
     ({"function_arn": None, "realtime_log_config_arn": "bi-pipeline"}, "not a real-time log configuration ARN"),
+    ({"function_arn": None, "realtime_log_config_arn": None, "origin_request_policy_id": "Managed-CORS-S3Origin"},
+     "not an origin request policy id"),
     ({"function_arn": FUNCTION, "realtime_log_config_arn": None, "behaviors": ["/vod/*"]},
      "no cache behavior '/vod/\\*'.*default, /live/\\*, /static/\\*"),
 ])
