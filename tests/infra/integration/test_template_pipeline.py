@@ -367,6 +367,52 @@ def test_demo_distribution_is_optional_and_protected() -> None:
     assert len(allow) == 1 and allow[0]["Condition"]["StringEquals"]["AWS:SourceArn"]
 
 
+def test_the_issuer_front_is_optional_needs_entitlements_and_forwards_what_the_issuer_reads() -> None:
+    from edge.binding import COUNTRY_HEADER, REGION_HEADER
+    from edge.entitlement import ASSERTION_HEADER
+    from edge.issuing import VIEWER_ADDRESS_HEADER
+
+    params = TPL["Parameters"]
+    assert params["CreateIssuerDistribution"]["Default"] == "false" and params["IssuerRateLimit"]["Default"] == "0"
+    front = [name for name in RES if name.startswith("Issuer")]
+    assert {RES[name]["Condition"] for name in front} == {"CreateIssuerFront", "IssuerRateLimited"}
+    assert RES["IssuerWebAcl"]["Condition"] == "IssuerRateLimited"
+    # the template refuses a front without the backend's assertion, and a rate rule outside us-east-1
+    (needs_entitlements,) = TPL["Rules"]["IssuerFrontNeedsEntitlements"]["Assertions"]
+    assert needs_entitlements["Assert"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "EntitlementSecretArn"}, ""]}]}
+    rate_rule = TPL["Rules"]["IssuerRateLimitNeedsTheFront"]["Assertions"]
+    assert {"Fn::Equals": [{"Ref": "AWS::Region"}, "us-east-1"]} in [a["Assert"] for a in rate_rule]
+    pattern = re.compile(params["IssuerRateLimit"]["AllowedPattern"])
+    assert [v for v in ("0", "5", "10", "01", "300", "999999999", "-1") if pattern.match(v)] == [
+        "0", "10", "300", "999999999"]
+
+    headers = props("IssuerOriginRequestPolicy")["OriginRequestPolicyConfig"]["HeadersConfig"]
+    forwarded = {h.lower() for h in headers["Headers"]}
+    assert headers["HeaderBehavior"] == "whitelist" and "host" not in forwarded
+    assert {ASSERTION_HEADER, VIEWER_ADDRESS_HEADER, COUNTRY_HEADER, REGION_HEADER, "user-agent"} <= forwarded
+    config = props("IssuerDistribution")["DistributionConfig"]
+    (origin,) = config["Origins"]
+    assert origin["DomainName"] == {"Fn::Select": [2, {"Fn::Split": ["/", {"Fn::GetAtt": ["TokenIssuerFunctionUrl",
+                                                                                             "FunctionUrl"]}]}]}
+    assert origin["OriginAccessControlId"] == {"Fn::GetAtt": ["IssuerOriginAccessControl", "Id"]}
+    access = props("IssuerOriginAccessControl")["OriginAccessControlConfig"]
+    assert (access["OriginAccessControlOriginType"], access["SigningBehavior"]) == ("lambda", "always")
+    behavior = config["DefaultCacheBehavior"]
+    assert "POST" in behavior["AllowedMethods"] and behavior["CachePolicyId"] == "4135ea2d-6df8-44a3-9df3-4b5a84be39ad"
+    for permission in ("IssuerFrontInvokeUrlPermission", "IssuerFrontInvokePermission"):
+        granted = props(permission)
+        assert granted["Principal"] == "cloudfront.amazonaws.com"
+        assert "distribution/${IssuerDistribution}" in granted["SourceArn"]["Fn::Sub"]
+    assert config["WebACLId"] == {"Fn::If": ["IssuerRateLimited", {"Fn::GetAtt": ["IssuerWebAcl", "Arn"]},
+                                             {"Ref": "AWS::NoValue"}]}
+    acl = props("IssuerWebAcl")
+    assert acl["Scope"] == "CLOUDFRONT" and acl["DefaultAction"] == {"Allow": {}}
+    (rule,) = acl["Rules"]
+    assert rule["Statement"]["RateBasedStatement"] == {
+        "AggregateKeyType": "IP", "EvaluationWindowSec": 300, "Limit": {"Ref": "IssuerRateLimit"}}
+    assert rule["Action"]["Block"]["CustomResponse"]["ResponseCode"] == 429
+
+
 def test_the_viewer_location_policy_adds_every_header_a_location_binding_reads() -> None:
     """Country and region bindings read two headers; CloudFront sets them only where a policy adds them."""
     from edge.binding import COUNTRY_HEADER, REGION_HEADER
