@@ -4,6 +4,9 @@
 // direct loop (the handler called on the same event, only its uri restored between calls). CloudFront's own runtime
 // differs (no JIT warm-up across requests), so read this as relative cost, not edge latency.
 //
+// Beside it, bench/reference/plain_jwt.js (the least a KeyValueStore-keyed JWT verifier does, with no revocation
+// list) on the same unbound token: the "vs reference" line is the ratio of the two medians.
+//
 //   node bench/edge_verify.mjs [--iterations N] [--warmup N] [--function PATH] [--json]
 //   (--function: another version of the function, e.g. `git show REV:edge/viewer_request.js > old.js`, to compare)
 
@@ -45,16 +48,19 @@ const asset = '/live/ch1/1080p/seg_000123.ts';
 const store = compileStore({ data: [{ key: `k:${KID}`, value: b64u(KEY) }] });
 const revokedStore = compileStore({ data: [{ key: `k:${KID}`, value: b64u(KEY) }, { key: `r:${SID}`, value: `${NOW + 600}|auto` }] });
 
+const unbound = { sid: SID, iat: NOW - 60, exp: NOW + 3600, paths: ['/live/ch1/'] };
 const scenarios = [
   { name: 'valid bound token', uri: `/${SID}.${token(claims)}${asset}`, store, expect: 'ok' },
+  { name: 'valid unbound token', uri: `/${SID}.${token(unbound)}${asset}`, store, expect: 'ok' },
   { name: 'revoked session', uri: `/${SID}.${token(claims)}${asset}`, store: revokedStore, expect: 'revoked' },
   { name: 'bad signature', uri: `/${SID}.${token(claims, crypto.randomBytes(32))}${asset}`, store, expect: 'bad-signature' },
 ];
 
 const at = args.indexOf('--function');
 const fn = loadFunction({ path: at >= 0 ? path.resolve(args[at + 1]) : path.join(root, 'edge', 'viewer_request.js') });
+const reference = loadFunction({ path: path.join(root, 'bench', 'reference', 'plain_jwt.js') });
 
-async function measure({ uri, store: s, expect }) {
+async function measure({ uri, store: s, expect }, fn) {
   const event = buildEvent({ uri, viewerIp: '203.0.113.77', headers });
   const first = await fn.run(event, { store: s, now: NOW });
   const decision = toDecision(first.result, uri);
@@ -86,10 +92,14 @@ async function timed(call) {
 }
 
 const results = [];
-for (const scenario of scenarios) results.push({ scenario: scenario.name, ...(await measure(scenario)) });
+for (const scenario of scenarios) results.push({ scenario: scenario.name, ...(await measure(scenario, fn)) });
+const plain = scenarios.find((s) => s.name === 'valid unbound token');
+const ref = { scenario: 'valid unbound token (reference)', ...(await measure(plain, reference)) };
+const ours = results.find((r) => r.scenario === plain.name);
+const ratio = { harness: ours.harness.p50_us / ref.harness.p50_us, direct: ours.direct.p50_us / ref.direct.p50_us };
 
 if (args.includes('--json')) {
-  console.log(JSON.stringify({ source_bytes: fn.size, iterations: ITERATIONS, warmup: WARMUP, node: process.version, results }));
+  console.log(JSON.stringify({ source_bytes: fn.size, iterations: ITERATIONS, warmup: WARMUP, node: process.version, results, reference: ref, p50_vs_reference: ratio }));
 } else {
   console.log(`edge/viewer_request.js: ${fn.size} bytes (limit 10240); node ${process.version}; ${ITERATIONS} iterations after ${WARMUP} warm-up`);
   console.log('scenario               reason          kvs reads  mode       mean µs    p50 µs    p99 µs');
@@ -100,4 +110,6 @@ if (args.includes('--json')) {
       console.log(`${r.scenario.padEnd(22)} ${r.reason.padEnd(15)} ${String(r.kvs_reads).padStart(9)}  ${mode.padEnd(8)} ${us(m.mean_us)} ${us(m.p50_us)} ${us(m.p99_us)}`);
     }
   }
+  console.log(`reference (bench/reference/plain_jwt.js, no revocation read), valid unbound token: p50 ${ref.harness.p50_us.toFixed(1)} µs harness, ${ref.direct.p50_us.toFixed(1)} µs direct`);
+  console.log(`vs reference (p50 ratio): ${ratio.harness.toFixed(2)}x harness, ${ratio.direct.toFixed(2)}x direct`);
 }

@@ -13,6 +13,7 @@ const DESC = /^(ip|country|region|ua|ip\/(\d|[1-9]\d|1[01]\d|12[0-8])|h:[a-z0-9-
 // double escape, an overlong or impossible UTF-8 byte (docs/edge-token.md, Path rules)
 const ENC = /%(?![0-9A-F]{2})|%(2[DEF]|3[0-9B]|4[1-9A-F]|5[0-9ACF]|6[1-9A-F]|7[0-9AE]|00|25[0-9A-Fa-f]{2}|C[01]|F[5-9A-F]|E0%[89]|F0%8)/;
 const CTRL = /[\x00-\x1f\x7f\\]/;
+const DOTS = /\/\.\.?(?:\/|$)/; // a segment . or ..
 const HEX = '0123456789abcdef';
 // When the r:<sid> read faults: 'allow' (the default) or 'deny'. The stack sets it (RevocationReadFault).
 const ON_FAULT = 'allow';
@@ -25,11 +26,16 @@ function deny(st, why) {
   };
 }
 
-// Canonical unpadded base64url -> Buffer (re-encoding gives the same text), else null.
+// Canonical unpadded base64url (s matches B64): re-encoding gives s (no spare bits set in the last character).
+const B64X = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
+function canonical64(s) {
+  const r = s.length % 4;
+  return r != 1 && (r == 0 || (B64X.indexOf(s[s.length - 1]) & (r == 2 ? 15 : 3)) == 0);
+}
+
+// Canonical unpadded base64url -> Buffer, else null.
 function b64(s) {
-  if (s.length % 4 == 1) return null;
-  const b = Buffer.from(s, 'base64url');
-  return b.toString('base64url') === s ? b : null;
+  return canonical64(s) ? Buffer.from(s, 'base64url') : null;
 }
 
 // Brackets outside strings nested deeper than DEPTH (edge/verify.py caps the same), checked before parsing.
@@ -53,8 +59,8 @@ function deep(t) {
 // Decoded JWT part -> JSON object (UTF-8, at most DEPTH deep), else null.
 function obj(b) {
   try {
-    const t = b.toString();
-    if (!Buffer.from(t).equals(b) || deep(t)) return null;
+    const t = b.toString(); // bad UTF-8 decodes to U+FFFD
+    if ((t.includes('\uFFFD') && !Buffer.from(t).equals(b)) || deep(t)) return null;
     const o = JSON.parse(t);
     return o && typeof o == 'object' && !Array.isArray(o) ? o : null;
   } catch (e) {
@@ -83,8 +89,7 @@ const covers = (p, u) => u == p || (u.startsWith(p) && (p.endsWith('/') || u[p.l
 const anyCovers = (ps, u) => ps.some((p) => covers(p, u));
 
 function badPath(u) {
-  return u.includes('//') || CTRL.test(u) || ENC.test(u) ||
-    u.split('/').some((g) => g == '.' || g == '..');
+  return u.includes('//') || CTRL.test(u) || ENC.test(u) || DOTS.test(u);
 }
 
 // Dotted quad -> 4 bytes (no leading zeros), else null.
@@ -199,8 +204,9 @@ async function handler(event) {
     if (seg.length > 4096 || !SID.test(sid) || t.length != 3 || !t.every((x) => B64.test(x))) {
       return deny(401, 'malformed-token');
     }
-    const raw = t.map(b64);
-    const hd = raw[0] && raw[1] && raw[2] && obj(raw[0]);
+    if (!canonical64(t[2])) return deny(401, 'malformed-token'); // compared as text, never decoded
+    const raw = [b64(t[0]), b64(t[1])];
+    const hd = raw[0] && raw[1] && obj(raw[0]);
     if (!hd || 'crit' in hd || 'b64' in hd) return deny(401, 'malformed-token'); // no JWS extensions
     if (hd.alg !== 'HS256') return deny(401, 'bad-alg');
     if (typeof hd.kid != 'string' || !KID.test(hd.kid)) return deny(401, 'malformed-token');
