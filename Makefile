@@ -19,7 +19,8 @@ export UV_PYTHON := $(PYTHON)
 # else of the repository; their third-party packages are layers (DependenciesLayer below, and the AWS SDK for
 # pandas layer for the workflow).
 LAMBDA_FUNCTIONS := TokenIssuerFunction KeyRotationFunction LogTransformFunction RevocationApiFunction \
-	PrepareRunFunction ScoreFunction RecordVerdictsFunction PublishRevocationsFunction ReportRunFunction
+	PrepareRunFunction ScoreFunction RecordVerdictsFunction PublishRevocationsFunction ReportRunFunction \
+	StreamConsumerFunction
 LAMBDA_BUILDS := $(addprefix build-,$(LAMBDA_FUNCTIONS))
 # The layer is built for the functions' runtime and architecture whatever the build machine is (no Docker, no
 # Python 3.12 needed): manylinux wheels only. Tests build it for this machine's architecture to run it.

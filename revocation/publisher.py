@@ -45,6 +45,7 @@ __all__ = [
     "desired_entries",
     "priority",
     "publish",
+    "publish_fresh",
     "publish_summary",
     "store_metrics",
 ]
@@ -213,6 +214,21 @@ def publish(
             raise PublishError(_failure(exc, partial), result=partial) from exc
         done = _add(done, step)
     return _with(base, done)
+
+
+def publish_fresh(store: EdgeStore, revocations: Iterable[Revocation], *, now: float | None = None) -> int:
+    """Put just these revocations (those in force at ``now``) into the store at once, all of them together (the
+    store's calls take at most 50 keys each): the stream consumer's path, which cannot wait for the next full
+    :func:`publish`. Nothing is deleted; the next :func:`publish` reconciles the rest. Returns the keys written.
+
+    Raises what :meth:`EdgeStore.update` raises; the ledger already holds the revocations, so the next
+    :func:`publish` writes whatever did not get through."""
+    at = math.floor(time.time() if now is None else now)
+    puts = {r.store_key: r.store_value for r in desired_entries(revocations, at).values()}
+    if not puts:
+        return 0
+    result = store.update(puts=puts)
+    return result.puts
 
 
 def _applied(store: EdgeStore, puts: dict[str, str], deletes: list[str]) -> UpdateResult:

@@ -107,6 +107,43 @@ def _detect(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# -- replay ---------------------------------------------------------------------------------------------------------
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not math.isfinite(value) or not 0 < value <= 300:
+        raise argparse.ArgumentTypeError(f"the batching window must be between 0 and 300 seconds, not {text}")
+    return value
+
+
+def _replay_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--logs", required=True, help="a log file or folder (TSV, gzip, Firehose folders, Parquet)")
+    parser.add_argument("--fields", help="the real-time log field list, a,b,c (default: fields.txt of the folder)")
+    parser.add_argument("--batch-seconds", type=_positive_seconds, default=1.0,
+                        help="the event source's batching window in seconds (1)")
+    parser.add_argument("--now", type=_epoch, help="stop the replay here, epoch seconds (default: after the last record)")
+    parser.add_argument("--out", required=True, help="output file (- for stdout)")
+    parser.add_argument("--config", help="detection config JSON (thresholds, allow-lists, monitor mode)")
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from detection.stream.replay import replay
+
+    run = replay(args.logs, fields=args.fields, batch_seconds=args.batch_seconds, now=args.now, config=_config(args))
+    _write_json(run.to_dict(), args.out, sys.stdout)
+    stats, delays = run.stats, run.stats["seconds_to_revoke"]
+    print(
+        f"{stats['records']} records in {stats['batches']} batches, {stats['revoked']} revoked by the stream "
+        f"(first request to revocation p50 {delays['p50']} s, p95 {delays['p95']} s; {stats['seconds']:.1f} s)",
+        file=sys.stderr,
+    )
+    return EXIT_OK
+
+
 # -- generate -------------------------------------------------------------------------------------------------------
 
 
@@ -282,6 +319,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 COMMANDS: dict[str, Command] = {
     "detect": (_detect_arguments, _detect, "detect pirated sessions in real-time logs (JSON verdicts)"),
+    "replay": (_replay_arguments, _replay, "replay logs through the stream consumer on a simulated clock"),
     "generate": (_generate_arguments, _generate, "write a labelled synthetic corpus"),
     "convert": (_convert_arguments, _convert, "convert TSV logs to Parquet"),
     "evaluate": (_evaluate_arguments, _evaluate, "evaluate detection and the baseline rule on a labelled corpus"),

@@ -24,7 +24,7 @@ from detection.scoring.config import DetectionConfig
 from tools.evaluate import Evaluation, KindResult, Metrics, evaluate_corpus, kind_rows, targets_line
 from tools.generate import DEFAULT_MIX, check_mix, generate_corpus
 
-__all__ = ["Suite", "SuiteError", "SuiteResult", "format_suite", "run_suite", "upper_bound"]
+__all__ = ["Suite", "SuiteError", "SuiteResult", "corpus_for", "format_suite", "run_suite", "upper_bound"]
 
 
 class SuiteError(ValueError):
@@ -141,21 +141,27 @@ def _add(total: Metrics, part: Metrics) -> None:
     total.tn += part.tn
 
 
+def corpus_for(suite: Suite, seed: int, work: str | Path, *, log: Callable[[str], None] = lambda _: None) -> Path:
+    """The corpus of one seed of the suite under ``work``: generated unless the same suite entry made it there."""
+    corpus = Path(work) / f"{suite.name}-seed-{seed}"
+    made = corpus / "suite.json"
+    entry = {"suite": suite.name, "seed": seed, "sessions": suite.sessions, "minutes": suite.minutes,
+             "pirate_share": suite.pirate_share, "mix": suite.mix}
+    if not (made.is_file() and json.loads(made.read_text(encoding="utf-8")) == entry):
+        log(f"generating seed {seed} ({suite.sessions} sessions, {suite.minutes:g} minutes)")
+        generate_corpus(corpus, sessions=suite.sessions, minutes=suite.minutes, seed=seed,
+                        pirate_share=suite.pirate_share, mix=suite.mix)
+        made.write_text(json.dumps(entry), encoding="utf-8")
+    return corpus
+
+
 def run_suite(path: str | Path, work: str | Path, *, log: Callable[[str], None] = lambda _: None) -> SuiteResult:
     """Generate (or reuse) and evaluate every corpus of the suite at ``path`` under ``work``; add them up."""
     suite = Suite.load(path)
     config = DetectionConfig.load(suite.config) if suite.config else DetectionConfig()
     result = SuiteResult(suite, [])
     for seed in suite.seeds:
-        corpus = Path(work) / f"{suite.name}-seed-{seed}"
-        made = corpus / "suite.json"
-        entry = {"suite": suite.name, "seed": seed, "sessions": suite.sessions, "minutes": suite.minutes,
-                 "pirate_share": suite.pirate_share, "mix": suite.mix}
-        if not (made.is_file() and json.loads(made.read_text(encoding="utf-8")) == entry):
-            log(f"generating seed {seed} ({suite.sessions} sessions, {suite.minutes:g} minutes)")
-            generate_corpus(corpus, sessions=suite.sessions, minutes=suite.minutes, seed=seed,
-                            pirate_share=suite.pirate_share, mix=suite.mix)
-            made.write_text(json.dumps(entry), encoding="utf-8")
+        corpus = corpus_for(suite, seed, work, log=log)
         log(f"evaluating seed {seed}")
         evaluation = evaluate_corpus(corpus, config=config)
         result.evaluations.append(evaluation)

@@ -26,7 +26,6 @@ Configuration (environment): ``GLUE_DATABASE``, ``GLUE_TABLE``, ``RESULTS_URI`` 
 
 from __future__ import annotations
 
-import json
 from functools import cache
 from typing import Any, ClassVar
 
@@ -34,9 +33,8 @@ from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import Field
 
-from core.lambda_support import ConfigurationError, LambdaSettings, powertools
-from detection.networks.settings import NetworkSettings
-from detection.scoring.config import DetectionConfig
+from core.lambda_support import LambdaSettings, powertools
+from detection.scoring.lambda_settings import DetectionConfigSettings
 from detection.workflow.inputs import (
     PrepareInput,
     PublishInput,
@@ -68,36 +66,6 @@ SERVICE = observability.service
 logger, metrics, tracer = observability.logger, observability.metrics, observability.tracer
 
 FRESH_SUFFIX = ".fresh.json"
-
-
-class DetectionConfigSettings(LambdaSettings):
-    """``DETECTION_CONFIG``: the detection config as JSON (empty: the defaults)."""
-
-    detection_config: str = Field("", validation_alias="DETECTION_CONFIG")
-
-    def _config_data(self) -> dict[str, Any]:
-        if not self.detection_config:
-            return {}
-        try:
-            data = json.loads(self.detection_config)
-        except ValueError as exc:
-            raise ConfigurationError(f"DETECTION_CONFIG is not JSON: {exc}") from exc
-        if not isinstance(data, dict):
-            raise ConfigurationError("DETECTION_CONFIG must be a JSON object")
-        return data
-
-    def config(self) -> DetectionConfig:
-        try:
-            return DetectionConfig.load(self._config_data())
-        except ValueError as exc:
-            raise ConfigurationError(f"DETECTION_CONFIG is not a valid detection configuration: {exc}") from exc
-
-    def networks(self) -> NetworkSettings:
-        """Only the config's ``networks`` section (what features.sql needs), without the policy."""
-        try:
-            return NetworkSettings.model_validate(self._config_data().get("networks", {}))
-        except ValueError as exc:
-            raise ConfigurationError(f"DETECTION_CONFIG networks is not valid: {exc}") from exc
 
 
 class PrepareSettings(DetectionConfigSettings):

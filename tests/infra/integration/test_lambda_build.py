@@ -75,10 +75,12 @@ def test_every_function_is_built_from_the_makefile_with_the_shared_layer() -> No
         assert dry.returncode == 0, f"the Makefile has no build-{name}: {dry.stderr}"
 
 
-def test_only_the_workflow_functions_take_the_pandas_layer() -> None:
+def test_only_the_functions_that_score_take_the_pandas_layer() -> None:
+    """The workflow's five and the stream consumer (the policy's rules run on Arrow tables)."""
     users = {name for name, resource in FUNCTIONS.items() if _uses_pandas_layer(resource)}
-    workflow = {name for name, r in FUNCTIONS.items() if r["Properties"]["Handler"].startswith("detection.workflow.handlers.")}
-    assert users == workflow and len(workflow) == 5
+    scoring = {name for name, r in FUNCTIONS.items()
+               if r["Properties"]["Handler"].startswith(("detection.workflow.handlers.", "detection.stream."))}
+    assert users == scoring and len(scoring) == 6
     assert TPL["Parameters"]["PandasLayerArn"]["AllowedPattern"].startswith("^arn:aws")
     assert "Default" not in TPL["Parameters"]["PandasLayerArn"]  # no guessed version: sam deploy --guided asks
 
