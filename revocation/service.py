@@ -260,7 +260,8 @@ def revoke_run(
     """Record a run's verdicts and revoke those whose action is ``revoke``, each
     until the latest ``exp`` seen for its session (``token_exps[session_id]``) plus ``margin``.
 
-    Idempotent: a re-run of the same window records nothing new, and with the same token expiries leaves the
+    A session whose tokens (those seen, and the latest the issuer recorded) all expired before ``now`` is left
+    unrevoked: no token of it works any more. Idempotent: a re-run of the same window records nothing new, and with the same token expiries leaves the
     revocations as they are (a revocation is never shortened). A session whose revocation an operator lifted is not
     revoked again while that revocation would have lasted (outcome ``suppressed``).
     """
@@ -276,6 +277,8 @@ def revoke_run(
             continue
         seen.add(verdict.session_id)
         until = expiry_for_session(token_exps.get(verdict.session_id, ()), now=at, margin=margin)
+        if until <= at and not ledger.get(verdict.session_id).issued_until:
+            continue  # every token the session was seen with is dead already, and the issuer signed none later
         results.append(ledger.revoke(verdict.session_id, reason, until, f"auto:{run_id}", now=at))
     return RunRevocations(recorded=recorded.recorded, unchanged_verdicts=recorded.unchanged, results=tuple(results))
 

@@ -44,7 +44,7 @@ class StreamSettings(DetectionConfigSettings):
 
 
 @cache
-def consumer() -> StreamConsumer:
+def runtime() -> StreamConsumer:
     """One per container: the clients and the cache of sessions already revoked live as long as it does."""
     settings = StreamSettings.from_env()
     return StreamConsumer(
@@ -72,7 +72,7 @@ def handler(event: KinesisStreamEvent, context: LambdaContext) -> dict[str, Any]
             logger.warning("log record rejected", extra={"kind": exc.kind, "error": str(exc),
                                                          "sequence_number": record.kinesis.sequence_number})
     now = time.time()
-    outcome = consumer().process(rows, now)
+    outcome = runtime().process(rows, now)
     metrics.add_metric(name="StreamRecords", unit=MetricUnit.Count, value=outcome.records)
     metrics.add_metric(name="StreamRecordsRejected", unit=MetricUnit.Count, value=rejected)
     metrics.add_metric(name="StreamRecordsLate", unit=MetricUnit.Count, value=outcome.late)

@@ -22,10 +22,10 @@ def token(session_id: str, exp: int = EXP) -> str:
 
 def row(session_id: str, ts: float, ip: str, *, country: str = "DE", asn: int = 3320, status: int = 200,
         file: str | None = None, seq: int = 1, channel: str = "live-ch1", ua: str = "Player/1.0",
-        cmcd_sid: str | None = None, request_id: str | None = None) -> dict[str, Any]:
+        cmcd_sid: str | None = None, request_id: str | None = None, exp: int = EXP) -> dict[str, Any]:
     name = file or f"seg_{seq:05d}.ts"
     values = {"timestamp": ts, "c_ip": ip, "asn": asn, "c_country": country, "sc_status": status,
-              "cs_uri_stem": f"/{token(session_id)}/{channel}/720p/{name}", "cs_user_agent": ua,
+              "cs_uri_stem": f"/{token(session_id, exp)}/{channel}/720p/{name}", "cs_user_agent": ua,
               "x_edge_request_id": request_id or f"req-{session_id}-{ip}-{ts}-{name}"}
     if cmcd_sid:
         values["cmcd_session_id"] = cmcd_sid
@@ -37,13 +37,14 @@ def line(values: dict[str, Any]) -> bytes:
     return ("\t".join(str(values.get(f.column, "-")) for f in DETECTION_FIELDS) + "\n").encode()
 
 
-def two_homes(session_id: str, minutes: int = 2, start: float = MINUTE) -> list[dict[str, Any]]:
+def two_homes(session_id: str, minutes: int = 2, start: float = MINUTE, exp: int = EXP) -> list[dict[str, Any]]:
     """One token played at the same time in Germany and in France, a segment every 6 s in each, for ``minutes``."""
     rows = []
     for second in range(0, 60 * minutes, 6):
         seq = 100 + second // 6
-        rows.append(row(session_id, start + second + 0.5, "198.51.100.7", seq=seq))
-        rows.append(row(session_id, start + second + 2.5, "203.0.113.9", country="FR", asn=3215, seq=seq + 40))
+        rows.append(row(session_id, start + second + 0.5, "198.51.100.7", seq=seq, exp=exp))
+        rows.append(row(session_id, start + second + 2.5, "203.0.113.9", country="FR", asn=3215, seq=seq + 40,
+                        exp=exp))
     return rows
 
 

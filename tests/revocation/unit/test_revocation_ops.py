@@ -176,6 +176,16 @@ def test_a_run_does_not_override_an_operators_lift(sqlite_ledger: SqliteLedger, 
     assert edge_store.get(f"r:{sid(1)}") is None
 
 
+def test_a_session_whose_tokens_are_all_dead_is_recorded_not_revoked(sqlite_ledger: SqliteLedger) -> None:
+    """Seen minutes ago with a token that has expired since (and nothing issued later): nothing left to revoke, and a
+    revocation ending in the past is no revocation (the ledger refuses one)."""
+    dead = {sid(1): [NOW - 600], sid(2): [NOW - 600]}
+    sqlite_ledger.record_issue(sid(2), NOW + HOUR, now=NOW - 900)  # the issuer signed a later token for sid(2)
+    run = revoke_run(sqlite_ledger, "run-1", [verdict(sid(1)), verdict(sid(2))], dead, now=NOW)
+    assert run.recorded == 2 and [r.session_id for r in run.revoked] == [sid(2)]
+    assert run.revoked[0].expires_at == NOW + HOUR + DEFAULT_MARGIN_SECONDS
+
+
 def test_monitor_mode_run_records_but_revokes_nothing(sqlite_ledger: SqliteLedger) -> None:
     verdicts = [verdict(sid(1), action="monitor"), verdict(sid(2), action="monitor")]  # as the policy's monitor mode
     run = revoke_run(sqlite_ledger, "run-1", verdicts, {}, now=NOW)
