@@ -8,6 +8,8 @@ from typing import Any
 
 from detection.logs.schema import DETECTION_FIELDS
 
+REGION = "us-east-1"
+
 MINUTE = 1_767_225_600  # 2026-01-01T00:00:00Z, a minute boundary
 EXP = MINUTE + 7200
 
@@ -51,3 +53,26 @@ def two_homes(session_id: str, minutes: int = 2, start: float = MINUTE, exp: int
 def one_viewer(session_id: str, minutes: int = 2, start: float = MINUTE, ip: str = "198.51.100.20"
                ) -> list[dict[str, Any]]:
     return [row(session_id, start + second + 1, ip, seq=500 + second // 6) for second in range(0, 60 * minutes, 6)]
+
+
+def kinesis_event(kinesis: Any, stream: str, lines: list[bytes]) -> dict[str, Any]:
+    """Put the lines on the stream (one record each, as CloudFront does), read them back from every shard, and wrap
+    them the way Lambda's Kinesis event source does."""
+    arn = kinesis.describe_stream(StreamName=stream)["StreamDescription"]["StreamARN"]
+    for number, data in enumerate(lines):
+        kinesis.put_record(StreamName=stream, Data=data, PartitionKey=f"edge-{number % 7}")
+    records = []
+    for shard in kinesis.list_shards(StreamName=stream)["Shards"]:
+        iterator = kinesis.get_shard_iterator(StreamName=stream, ShardId=shard["ShardId"],
+                                              ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+        for record in kinesis.get_records(ShardIterator=iterator, Limit=10_000)["Records"]:
+            records.append({
+                "kinesis": {"kinesisSchemaVersion": "1.0", "partitionKey": record["PartitionKey"],
+                            "sequenceNumber": record["SequenceNumber"],
+                            "data": base64.b64encode(record["Data"]).decode(),
+                            "approximateArrivalTimestamp": record["ApproximateArrivalTimestamp"].timestamp()},
+                "eventSource": "aws:kinesis", "eventVersion": "1.0", "eventName": "aws:kinesis:record",
+                "eventID": f"{shard['ShardId']}:{record['SequenceNumber']}", "awsRegion": REGION,
+                "invokeIdentityArn": "arn:aws:iam::123456789012:role/stream-consumer", "eventSourceARN": arn,
+            })
+    return {"Records": records}

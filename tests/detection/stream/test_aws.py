@@ -3,7 +3,6 @@ Kinesis stream."""
 
 from __future__ import annotations
 
-import base64
 import json
 import math
 import time
@@ -21,7 +20,7 @@ from detection.networks import default_registry
 from detection.stream.evidence import MinuteState, sighting
 from detection.stream.state_dynamodb import DynamoDbStreamState, create_state_table
 from revocation.ledger.dynamodb import create_table
-from tests.detection.stream.records import MINUTE, line, two_homes
+from tests.detection.stream.records import MINUTE, kinesis_event, line, two_homes
 from tests.helpers import REGION, FakeLambdaContext, imported_handler, mocked_aws, powertools_env
 
 
@@ -72,29 +71,6 @@ def test_a_full_item_keeps_what_it_has() -> None:
         state = DynamoDbStreamState("stream-state", client=client)
         (kept,) = state.add([minute], expires_at=MINUTE)
     assert kept.values("countries") == {"DE"} and state.oversized == 1
-
-
-def kinesis_event(kinesis: Any, stream: str, lines: list[bytes]) -> dict[str, Any]:
-    """Put the lines on the stream (one record each, as CloudFront does), read them back from every shard, and wrap
-    them the way Lambda's Kinesis event source does."""
-    arn = kinesis.describe_stream(StreamName=stream)["StreamDescription"]["StreamARN"]
-    for number, data in enumerate(lines):
-        kinesis.put_record(StreamName=stream, Data=data, PartitionKey=f"edge-{number % 7}")
-    records = []
-    for shard in kinesis.list_shards(StreamName=stream)["Shards"]:
-        iterator = kinesis.get_shard_iterator(StreamName=stream, ShardId=shard["ShardId"],
-                                              ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
-        for record in kinesis.get_records(ShardIterator=iterator, Limit=10_000)["Records"]:
-            records.append({
-                "kinesis": {"kinesisSchemaVersion": "1.0", "partitionKey": record["PartitionKey"],
-                            "sequenceNumber": record["SequenceNumber"],
-                            "data": base64.b64encode(record["Data"]).decode(),
-                            "approximateArrivalTimestamp": record["ApproximateArrivalTimestamp"].timestamp()},
-                "eventSource": "aws:kinesis", "eventVersion": "1.0", "eventName": "aws:kinesis:record",
-                "eventID": f"{shard['ShardId']}:{record['SequenceNumber']}", "awsRegion": REGION,
-                "invokeIdentityArn": "arn:aws:iam::123456789012:role/stream-consumer", "eventSourceARN": arn,
-            })
-    return {"Records": records}
 
 
 def test_the_handler_revokes_from_a_kinesis_batch_and_a_retry_adds_nothing(tmp_path: Path) -> None:

@@ -252,7 +252,7 @@ def kvs_calls_were_sigv4a(kvs: FakeKeyValueStore, since: int) -> None:
 def test_every_function_of_the_template_is_run_here() -> None:
     run_here = {"TokenIssuerFunction", "KeyRotationFunction", "LogTransformFunction", "RevocationApiFunction",
                 "PrepareRunFunction", "ScoreFunction", "RecordVerdictsFunction", "PublishRevocationsFunction",
-                "ReportRunFunction"}
+                "ReportRunFunction", "StreamConsumerFunction"}
     assert set(FUNCTIONS) == run_here
 
 
@@ -378,3 +378,31 @@ def test_without_awscrt_in_the_layer_the_store_cannot_be_reached(runtime: Runtim
     assert json.loads(response["body"])["published"] is False, response
     assert "MissingDependencyException" in result["stdout"], result["stdout"][-2000:]
     assert len(aws.kvs.authorizations) == since  # nothing left the function unsigned
+
+
+def test_the_stream_consumer_revokes_from_a_kinesis_batch(runtime: Runtime, aws: Aws, ledger_table: str,
+                                                         tmp_path: Path) -> None:
+    """Records from the Kinesis stream (moto), state in DynamoDB, the ledger, r:<sid> in the store: numpy and pyarrow
+    from the pandas layer, the handler's clock for "now"."""
+    import math
+
+    from detection.stream.state_dynamodb import create_state_table
+    from tests.detection.stream.records import kinesis_event, line, two_homes
+
+    state = f"media-shield-stream-{uuid.uuid4().hex[:8]}"
+    create_state_table(aws.client("dynamodb"), state)
+    aws.resources["StreamStateTable"] = state
+    kinesis = aws.client("kinesis")
+    stream = f"realtime-logs-{uuid.uuid4().hex[:6]}"
+    kinesis.create_stream(StreamName=stream, ShardCount=2)
+    kinesis.get_waiter("stream_exists").wait(StreamName=stream, WaiterConfig={"Delay": 1, "MaxAttempts": 30})
+    start = (math.floor(time.time() / 60) - 2) * 60
+    session = "session_runtime_stream1"
+    event = kinesis_event(kinesis, stream, [line(r) for r in two_homes(session, start=start, exp=start + 3600)])
+    since = len(aws.kvs.authorizations)
+    counts = response_of(invoke(runtime, aws, "StreamConsumerFunction", event, tmp_path))
+    assert (counts["revoked"], counts["published"]) == (1, 1), counts
+    assert aws.kvs.items[f"r:{session}"] == f"{start + 3600 + 300}|auto"
+    kvs_calls_were_sigv4a(aws.kvs, since)
+    assert DynamoDbLedger(ledger_table, client=aws.client("dynamodb")).get(session).revocation is not None
+    assert aws.client("dynamodb").scan(TableName=state)["Count"] == 2  # one item per session and minute

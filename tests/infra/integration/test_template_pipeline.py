@@ -174,6 +174,8 @@ READ_VERBS = ("Get", "List", "Describe", "BatchGet", "Query", "Scan", "Head", "L
 SAM_MANAGED_POLICIES = {
     "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole",
     "arn:aws:iam::aws:policy/AWSXrayWriteOnlyAccess",
+    # SAM's for a Kinesis event source (the stream consumer): Kinesis reads and SubscribeToShard, logs; no write
+    "arn:aws:iam::aws:policy/service-role/AWSLambdaKinesisExecutionRole",
 }
 
 
@@ -276,6 +278,7 @@ def test_alarms_watch_metrics_the_code_emits_and_notify_the_topic() -> None:
         assert props(name)["AlarmActions"] == [{"Ref": "AlertTopic"}], name
     namespace, service = globals_env()["POWERTOOLS_METRICS_NAMESPACE"], globals_env()["POWERTOOLS_SERVICE_NAME"]
     emitted_by = {
+        "StreamRecordsLate": "detection/stream/handler.py",
         "EdgeStoreUtilization": "revocation/publisher.py",  # store_metrics: the revocation API and each run emit it
         "RevocationsNotPublished": "revocation/publisher.py",
         "EdgeRequests": "detection/logs/firehose.py",
@@ -365,6 +368,52 @@ def test_demo_distribution_is_optional_and_protected() -> None:
     statements = props("DemoOriginBucketPolicy")["PolicyDocument"]["Statement"]
     allow = [s for s in statements if s["Effect"] == "Allow"]
     assert len(allow) == 1 and allow[0]["Condition"]["StringEquals"]["AWS:SourceArn"]
+
+
+# -- the fast path -----------------------------------------------------------------------------------------------
+
+
+def test_the_stream_consumer_reads_its_own_fan_out_in_small_batches_and_keeps_failures() -> None:
+    from detection.stream.handler import StreamSettings
+    from detection.stream.state_dynamodb import TABLE_DEFINITION
+
+    consumer = props("StreamConsumerFunction")
+    (event,) = consumer["Events"].values()
+    source = event["Properties"]
+    assert event["Type"] == "Kinesis"
+    assert source["Stream"] == {"Fn::GetAtt": ["StreamKinesisConsumer", "ConsumerARN"]}  # enhanced fan-out
+    assert props("StreamKinesisConsumer")["StreamARN"] == {"Fn::GetAtt": ["RealtimeLogStream", "Arn"]}
+    assert source["MaximumBatchingWindowInSeconds"] == 1 and source["BisectBatchOnFunctionError"] is True
+    assert source["ParallelizationFactor"] == {"Ref": "StreamParallelization"}
+    assert source["DestinationConfig"]["OnFailure"]["Destination"] == {"Fn::GetAtt": ["StreamConsumerFailures",
+                                                                                       "Arn"]}
+    assert source["Enabled"] == {"Fn::If": ["FastPathOn", True, False]}
+    assert TPL["Parameters"]["FastPath"]["Default"] == "true"
+    # the environment names every setting the handler reads, and the state table is the code's definition
+    variables = consumer["Environment"]["Variables"]
+    aliases = {f.validation_alias for f in StreamSettings.model_fields.values()}
+    assert {"STREAM_STATE_TABLE", "LEDGER_TABLE", "EDGE_STORE", "WINDOW_MINUTES", "DETECTION_CONFIG"} <= aliases
+    assert aliases <= set(variables) | {None}
+    assert variables["STREAM_STATE_TABLE"] == {"Ref": "StreamStateTable"}
+    table = props("StreamStateTable")
+    assert {k: table[k] for k in TABLE_DEFINITION} == TABLE_DEFINITION
+    granted = {a for statement in consumer["Policies"][0]["Statement"] for a in statement["Action"]}
+    assert {"dynamodb:UpdateItem", "dynamodb:Query", "cloudfront-keyvaluestore:UpdateKeys"} <= granted
+
+
+def test_alarms_watch_the_consumer_falling_behind_and_failing_batches() -> None:
+    behind = props("StreamConsumerBehindAlarm")
+    assert (behind["Namespace"], behind["MetricName"], behind["Statistic"]) == ("AWS/Lambda", "IteratorAge", "Maximum")
+    assert behind["Dimensions"] == [{"Name": "FunctionName", "Value": {"Ref": "StreamConsumerFunction"}}]
+    assert behind["Threshold"] == 60000  # a minute behind: the fast path's whole point is gone
+    failed = props("StreamBatchesFailedAlarm")
+    assert failed["Dimensions"] == [{"Name": "QueueName", "Value": {"Fn::GetAtt": ["StreamConsumerFailures",
+                                                                                  "QueueName"]}}]
+    text = json.dumps(_dashboard()["widgets"])
+    for metric in ("StreamSecondsToRevoke", "StreamSessionsRevoked", "SessionsRevoked", "IteratorAge"):
+        assert metric in text, metric
+    for name in ("StreamSecondsToRevoke", "StreamSessionsRevoked"):
+        assert f'name="{name}"' in (ROOT / "detection" / "stream" / "handler.py").read_text()
 
 
 def test_the_issuer_front_is_optional_needs_entitlements_and_forwards_what_the_issuer_reads() -> None:
