@@ -124,6 +124,8 @@ def replay(
         "batches": count,
         **totals,
         "state_writes": state.writes,
+        "state_write_units": state.write_units,
+        "state_items": state.items,
         "state_reads": state.reads,
         "batch_seconds": batch_seconds,
         "seconds_to_revoke": _quantiles(delays),

@@ -30,15 +30,21 @@ class MemoryState:
     def __init__(self) -> None:
         self._sessions: dict[str, dict[int, MinuteState]] = {}
         self._expiry: dict[tuple[str, int], int] = {}
-        self.writes = 0  # minute updates: what DynamoDB would bill as writes
+        self.writes = 0  # minute updates: an UpdateItem each in DynamoDB
+        self.write_units = 0  # what DynamoDB would bill them: 1 KB units of the larger of the item before and after
         self.reads = 0  # window reads: a DynamoDB query each
+        self.items = 0  # (session, minute) items made
 
     def add(self, minutes: Sequence[MinuteState], *, expires_at: int) -> list[MinuteState]:
         merged = []
         for minute in minutes:
             kept = self._sessions.setdefault(minute.session_id, {})
+            if minute.minute not in kept:
+                self.items += 1
             state = kept.setdefault(minute.minute, MinuteState(minute.session_id, minute.minute))
+            before = state.item_bytes()
             state.merge(minute)
+            self.write_units += -(-max(before, state.item_bytes()) // 1024)
             key = (minute.session_id, minute.minute)
             self._expiry[key] = max(expires_at, self._expiry.get(key, 0))
             merged.append(state.copy())

@@ -96,3 +96,12 @@ def test_a_handover_between_networks_is_one_viewer(consumer: StreamConsumer) -> 
     rows = one_viewer("sess_stream_handover", minutes=1) + one_viewer(
         "sess_stream_handover", minutes=1, start=MINUTE + 60, ip="10.20.30.40")
     assert feed(consumer, rows) == []
+
+
+def test_the_memory_state_counts_what_dynamodb_would_bill(consumer: StreamConsumer) -> None:
+    feed(consumer, two_homes("sess_stream_billing_1", minutes=1))
+    state = consumer.state
+    (minute,) = state.window("sess_stream_billing_1", 0, 2**40)
+    assert state.writes == 20  # 20 records, 2 s or more apart: 20 batches, one update of the minute each
+    assert state.writes <= state.write_units <= state.writes * -(-minute.item_bytes() // 1024)
+    assert 500 < minute.item_bytes() < 4000 and state.items == 1

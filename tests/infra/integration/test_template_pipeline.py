@@ -383,7 +383,9 @@ def test_the_stream_consumer_reads_its_own_fan_out_in_small_batches_and_keeps_fa
     assert event["Type"] == "Kinesis"
     assert source["Stream"] == {"Fn::GetAtt": ["StreamKinesisConsumer", "ConsumerARN"]}  # enhanced fan-out
     assert props("StreamKinesisConsumer")["StreamARN"] == {"Fn::GetAtt": ["RealtimeLogStream", "Arn"]}
-    assert source["MaximumBatchingWindowInSeconds"] == 1 and source["BisectBatchOnFunctionError"] is True
+    assert source["MaximumBatchingWindowInSeconds"] == {"Ref": "StreamBatchingWindowSeconds"}
+    assert TPL["Parameters"]["StreamBatchingWindowSeconds"]["Default"] == 1
+    assert source["BisectBatchOnFunctionError"] is True
     assert source["ParallelizationFactor"] == {"Ref": "StreamParallelization"}
     assert source["DestinationConfig"]["OnFailure"]["Destination"] == {"Fn::GetAtt": ["StreamConsumerFailures",
                                                                                        "Arn"]}
