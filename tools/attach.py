@@ -230,41 +230,40 @@ def _attach_function(plan: Plan, name: str, behavior: dict[str, Any], arn: str, 
 
 
 def _attach_log_config(plan: Plan, name: str, behavior: dict[str, Any], arn: str, replace: bool) -> None:
-    current = behavior.get("RealtimeLogConfigArn") or None
-    if current == arn:
-        return
-    if current is not None and not replace:
-        plan.conflicts.append(Conflict(
-            name, "a real-time log configuration", current,
-            "a cache behavior sends real-time logs to one configuration; --replace switches it to this stack's "
-            "(the current one stops receiving these records), or leave this behavior out with --behaviors",
-        ))
-        return
-    behavior["RealtimeLogConfigArn"] = arn
-    plan.changes.append(Change(name, "real-time log configuration", current, arn))
+    _attach_setting(
+        plan, name, behavior, "RealtimeLogConfigArn", arn, "real-time log configuration", replace,
+        "a cache behavior sends real-time logs to one configuration; --replace switches it to this stack's "
+        "(the current one stops receiving these records), or leave this behavior out with --behaviors",
+    )
 
 
 def _attach_origin_request_policy(plan: Plan, name: str, behavior: dict[str, Any], policy_id: str,
                                   replace: bool) -> None:
-    current = behavior.get("OriginRequestPolicyId") or None
-    if current == policy_id:
-        return
-    if not behavior.get("CachePolicyId"):
+    if behavior.get("OriginRequestPolicyId") != policy_id and not behavior.get("CachePolicyId"):
         plan.conflicts.append(Conflict(
             name, "legacy cache settings (no cache policy)", "ForwardedValues",
             "an origin request policy needs a cache policy; add CloudFront-Viewer-Country and "
             "CloudFront-Viewer-Country-Region to this behavior's forwarded headers instead",
         ))
         return
-    if current is not None and not replace:
-        plan.conflicts.append(Conflict(
-            name, "an origin request policy", current,
-            "add CloudFront-Viewer-Country and CloudFront-Viewer-Country-Region to that policy instead, or "
-            "--replace it with the stack's (what it forwarded to the origin is then no longer forwarded)",
-        ))
+    _attach_setting(
+        plan, name, behavior, "OriginRequestPolicyId", policy_id, "origin request policy", replace,
+        "add CloudFront-Viewer-Country and CloudFront-Viewer-Country-Region to that policy instead, or "
+        "--replace it with the stack's (what it forwarded to the origin is then no longer forwarded)",
+    )
+
+
+def _attach_setting(plan: Plan, name: str, behavior: dict[str, Any], key: str, value: str, what: str, replace: bool,
+                    hint: str) -> None:
+    """Set one field of a behavior that holds one value: a different value there is a conflict unless ``replace``."""
+    current = behavior.get(key) or None
+    if current == value:
         return
-    behavior["OriginRequestPolicyId"] = policy_id
-    plan.changes.append(Change(name, "origin request policy", current, policy_id))
+    if current is not None and not replace:
+        plan.conflicts.append(Conflict(name, f"{'an' if what[0] in 'aeiou' else 'a'} {what}", current, hint))
+        return
+    behavior[key] = value
+    plan.changes.append(Change(name, what, current, value))
 
 
 def plan_restore(current: dict[str, Any], backup: dict[str, Any]) -> Plan:
