@@ -23,7 +23,7 @@ from detection.scoring.config import DetectionConfig
 from detection.stream.evidence import MinuteState, sighting
 from detection.stream.scoring import could_fire, judge
 from detection.stream.state import StreamState
-from edge.store import EdgeStore
+from edge.store import EdgeStore, EdgeStoreError
 from revocation.ledger.base import Ledger, Reason
 from revocation.publisher import publish_fresh
 from revocation.service import revoke_run
@@ -55,6 +55,7 @@ class BatchOutcome:
     candidates: list[str] = field(default_factory=list)  # sessions judged over their window
     revocations: list[StreamRevocation] = field(default_factory=list)
     published: int = 0
+    publish_error: str | None = None  # the edge store refused; the ledger has the revocations all the same
 
     def counts(self) -> dict[str, int]:
         return {"records": self.records, "sightings": self.sightings, "late": self.late, "future": self.future,
@@ -93,7 +94,8 @@ class StreamConsumer:
             touched.setdefault(key, MinuteState(*key)).add(seen)
         if not touched:
             return outcome
-        merged = self.state.add(list(touched.values()), expires_at=int(now) + self.window_minutes * 60 + STATE_MARGIN_SECONDS)
+        keep_until = int(now) + self.window_minutes * 60 + STATE_MARGIN_SECONDS
+        merged = self.state.add(list(touched.values()), expires_at=keep_until)
         outcome.minutes = len(merged)
         outcome.candidates = sorted(sid for sid in could_fire(merged, self.config) if not self._in_force(sid, now))
         if not outcome.candidates:
@@ -111,7 +113,10 @@ class StreamConsumer:
             for r in run.revoked
         ]
         self._revoked_until.update({r.session_id: r.expires_at for r in run.revoked})
-        outcome.published = publish_fresh(self.store, run.revoked, now=now)
+        try:
+            outcome.published = publish_fresh(self.store, run.revoked, now=now)
+        except EdgeStoreError as exc:  # the ledger holds them: the workflow's next publish writes them
+            outcome.publish_error = str(exc)
         return outcome
 
     def __post_init__(self) -> None:

@@ -84,5 +84,8 @@ def handler(event: KinesisStreamEvent, context: LambdaContext) -> dict[str, Any]
         logger.info("revoked by the stream", extra={"session_id": revoked.session_id,
                                                     "reasons": ", ".join(r.code for r in revoked.reasons),
                                                     "expires_at": revoked.expires_at})
+    if outcome.publish_error:
+        logger.error("revocations recorded but not yet at the edge: the workflow's next publish writes them",
+                     extra={"error": outcome.publish_error})
     logger.info("batch judged", extra=outcome.counts())
     return outcome.counts()

@@ -105,3 +105,18 @@ def test_the_memory_state_counts_what_dynamodb_would_bill(consumer: StreamConsum
     assert state.writes == 20  # 20 records, 2 s or more apart: 20 batches, one update of the minute each
     assert state.writes <= state.write_units <= state.writes * -(-minute.item_bytes() // 1024)
     assert 500 < minute.item_bytes() < 4000 and state.items == 1
+
+
+def test_an_edge_store_that_refuses_leaves_the_revocation_in_the_ledger(consumer: StreamConsumer,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from edge.store import EdgeStoreError
+
+    def refuse(**_: object) -> None:
+        raise EdgeStoreError("throttled")
+
+    monkeypatch.setattr(consumer.store, "update", refuse)
+    rows = two_homes("sess_stream_refused_1")
+    outcomes = [consumer.process([r], r["timestamp"] + 1) for r in sorted(rows, key=lambda r: r["timestamp"])]
+    (failed,) = [o for o in outcomes if o.revocations]
+    assert failed.publish_error == "throttled" and failed.published == 0
+    assert consumer.ledger.get("sess_stream_refused_1").revocation is not None  # the next publish writes it
