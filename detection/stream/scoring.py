@@ -44,8 +44,11 @@ PER_MINUTE = pa.struct([
     ("renditions_at_once", pa.float64()), ("shared_segments", pa.int64()), ("channels_apart", pa.bool_()),
     ("cmcd_sessions", pa.int64()), ("cmcd_overlap", pa.float64()), ("playback_rate", pa.float64()),
 ])  # fmt: skip
-LISTS = {"asns": pa.list_(pa.int64()), "countries": pa.list_(pa.string()), "user_agents": pa.list_(pa.string()),
-         "ips": pa.list_(pa.string()), "token_exps": pa.list_(pa.int64())}  # fmt: skip
+#: The feature table's column types where they are not int64.
+COLUMN_TYPES = {"session_id": pa.string(), "first_seen": pa.float64(), "last_seen": pa.float64(),
+                "per_minute": pa.list_(PER_MINUTE), "asns": pa.list_(pa.int64()), "countries": pa.list_(pa.string()),
+                "user_agents": pa.list_(pa.string()), "ips": pa.list_(pa.string()),
+                "token_exps": pa.list_(pa.int64())}  # fmt: skip
 
 
 def stream_config(config: DetectionConfig) -> DetectionConfig:
@@ -63,27 +66,17 @@ def precheck_config(config: DetectionConfig) -> DetectionConfig:
     for code in STREAM_REASONS:
         section = config.section(code)
         changes = {"min_minutes": 1} if "min_minutes" in type(section).model_fields else {}
-        if code == "devices_at_once":  # the window's user agents are at least the minute's
-            changes["min_user_agents"] = 2
+        if code == "devices_at_once":  # user agents count over the window, which pass 2 reads: none asked here
+            changes["min_user_agents"] = 0
         update[code] = section.model_copy(update=changes)
     return stream_config(config).model_copy(update=update)
 
 
 def feature_table(rows: Sequence[dict[str, Any]]) -> pa.Table:
-    columns: dict[str, pa.Array] = {}
-    for name in rows[0] if rows else ():
-        values = [row[name] for row in rows]
-        if name == "per_minute":
-            columns[name] = pa.array(values, type=pa.list_(PER_MINUTE))
-        elif name in LISTS:
-            columns[name] = pa.array(values, type=LISTS[name])
-        elif name in ("session_id",):
-            columns[name] = pa.array(values, type=pa.string())
-        elif name in ("first_seen", "last_seen"):
-            columns[name] = pa.array(values, type=pa.float64())
-        else:
-            columns[name] = pa.array(values, type=pa.int64())
-    return pa.table(columns)
+    """The rows of :func:`detection.stream.evidence.session_features` as the feature table the policy reads."""
+    names = list(rows[0]) if rows else []
+    return pa.table({name: pa.array([row[name] for row in rows], type=COLUMN_TYPES.get(name, pa.int64()))
+                     for name in names})
 
 
 def could_fire(minutes: Iterable[MinuteState], config: DetectionConfig) -> set[str]:
