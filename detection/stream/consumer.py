@@ -3,7 +3,11 @@
 1. Each served media request becomes a sighting of its session's minute (:func:`detection.stream.evidence.sighting`);
    a record too old for the window (real-time logs are best effort: late, out of order) or from the future is
    counted and left out, so it can neither count twice nor make a verdict about the past.
-2. The batch's minutes are added to the state (sets: idempotent across retries and shards).
+2. The batch's minutes are added to the state (sets: idempotent across retries and shards). A minute this instance
+   knows shows one of everything (one address, one network, one country...) is written once: a later record that
+   adds no new place or player is left out, since a viewer alone gives the concurrent reasons nothing to count, and
+   the write is the fast path's main cost. Once a minute shows two of anything, every record of it is written. An
+   instance that does not know the minute (a new container, another shard) writes, so nothing is lost.
 3. The policy's concurrent reasons judge the sessions whose touched minute looks odd, over their window
    (:mod:`detection.stream.scoring`), at the batch's time.
 4. What they revoke is recorded in the ledger (``revoke_run``: the verdicts, and a revocation lasting until the latest
@@ -52,6 +56,7 @@ class BatchOutcome:
     late: int = 0
     future: int = 0
     minutes: int = 0
+    unwritten: int = 0  # minutes of the batch left out: a viewer alone, nothing new (see the module docstring)
     candidates: list[str] = field(default_factory=list)  # sessions judged over their window
     revocations: list[StreamRevocation] = field(default_factory=list)
     published: int = 0
@@ -59,7 +64,7 @@ class BatchOutcome:
 
     def counts(self) -> dict[str, int]:
         return {"records": self.records, "sightings": self.sightings, "late": self.late, "future": self.future,
-                "minutes": self.minutes, "candidates": len(self.candidates), "revoked": len(self.revocations),
+                "minutes": self.minutes, "unwritten": self.unwritten, "candidates": len(self.candidates), "revoked": len(self.revocations),
                 "published": self.published}  # fmt: skip
 
 
@@ -92,10 +97,14 @@ class StreamConsumer:
             outcome.sightings += 1
             key = (seen.session_id, seen.minute)
             touched.setdefault(key, MinuteState(*key)).add(seen)
-        if not touched:
+        writes = [m for m in touched.values() if self._tells_something(m, first)]
+        outcome.unwritten = len(touched) - len(writes)
+        if not writes:
             return outcome
         keep_until = int(now) + self.window_minutes * 60 + STATE_MARGIN_SECONDS
-        merged = self.state.add(list(touched.values()), expires_at=keep_until)
+        merged = self.state.add(writes, expires_at=keep_until)
+        for minute in merged:
+            self._written[(minute.session_id, minute.minute)] = (minute.places(), minute.plural())
         outcome.minutes = len(merged)
         outcome.candidates = sorted(sid for sid in could_fire(merged, self.config) if not self._in_force(sid, now))
         if not outcome.candidates:
@@ -121,6 +130,16 @@ class StreamConsumer:
 
     def __post_init__(self) -> None:
         self._revoked_until: dict[str, int] = {}  # what this instance revoked, or found revoked, and until when
+        self._written: dict[tuple[str, int], tuple[frozenset[tuple[str, str]], bool]] = {}  # places, plural
+        self._pruned_before = 0
+
+    def _tells_something(self, minute: MinuteState, first: int) -> bool:
+        """Whether the batch's part of this minute must be written (see the module docstring, step 2)."""
+        if first > self._pruned_before:  # forget minutes no window reads any more
+            self._written = {k: v for k, v in self._written.items() if k[1] >= first}
+            self._pruned_before = first
+        known = self._written.get((minute.session_id, minute.minute))
+        return known is None or known[1] or not minute.places() <= known[0]
 
     def _in_force(self, session_id: str, now: float) -> bool:
         """Whether the session has a revocation in force (read from the ledger once, for candidates only)."""

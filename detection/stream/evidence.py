@@ -80,6 +80,14 @@ class MinuteState:
         if self.first_seen is None or sighting.timestamp < self.first_seen:
             self.first_seen = sighting.timestamp
 
+    def places(self) -> frozenset[tuple[str, str]]:
+        """What the minute shows of places and players (addresses, prefixes, networks, countries, user agents, CMCD
+        sessions): the members a later record must add for the minute to tell the reasons anything new, as long
+        as it is not :meth:`plural` (a fetch or a request of a viewer alone counts towards nothing)."""
+        found = {(name, value) for name in ("addresses", "prefixes", "networks", "countries", "user_agents")
+                 for value in self.values(name)}
+        return frozenset(found | {("cmcd", member.split(SEP, 1)[0]) for member in self.values("cmcd")})
+
     def plural(self) -> bool:
         """Whether the minute shows more than one of anything the concurrent reasons count (addresses, prefixes,
         networks, countries, CMCD sessions). Each of their thresholds is at least two (their config's bounds), so a

@@ -120,3 +120,24 @@ def test_an_edge_store_that_refuses_leaves_the_revocation_in_the_ledger(consumer
     (failed,) = [o for o in outcomes if o.revocations]
     assert failed.publish_error == "throttled" and failed.published == 0
     assert consumer.ledger.get("sess_stream_refused_1").revocation is not None  # the next publish writes it
+
+
+def test_a_viewer_alone_is_written_once_a_minute_and_a_second_place_writes_everything(
+        consumer: StreamConsumer) -> None:
+    feed(consumer, one_viewer("sess_stream_alone_01", minutes=2))  # 20 records, each its own batch
+    assert consumer.state.writes == 2  # the first record of each minute; the rest add no place, no player
+    (first, _) = consumer.state.window("sess_stream_alone_01", 0, 2**40)
+    assert len(first.values("requests")) == 1
+    consumer.state.writes = 0
+    feed(consumer, two_homes("sess_stream_joined_01", minutes=1))
+    assert consumer.state.writes == 20  # the French player's first record makes the minute plural: all written
+
+
+def test_an_instance_that_does_not_know_the_minute_writes(consumer: StreamConsumer) -> None:
+    rows = one_viewer("sess_stream_unknown1", minutes=1)
+    feed(consumer, rows[:3])
+    consumer.__post_init__()  # a new container: it knows nothing of the minute
+    feed(consumer, rows[3:4])
+    assert consumer.state.writes == 2
+    (minute,) = consumer.state.window("sess_stream_unknown1", 0, 2**40)
+    assert len(minute.values("requests")) == 2
