@@ -3,6 +3,8 @@
 
     .venv/bin/python bench/stream_cost.py --replay REPLAY.json [--rates 1000,50000,500000] [--record-bytes 600]
 
+REPLAY.json: what ``python -m detection replay --out`` wrote, or ``bench/stream_replay.py --json`` (its runs added).
+
 A replay (``python -m detection replay``) counts the state's updates and what DynamoDB would bill for them (write
 units: 1 KB of the larger of the item before and after each update), and the window reads; per record, those
 scale with the request rate (the mix of viewers staying the same). The rest follows from the AWS price list
@@ -63,7 +65,10 @@ def monthly(rate: float, measured: dict[str, float], args: argparse.Namespace) -
 
 
 def measured_of(replay: dict) -> dict[str, float]:
-    stats = replay["stats"]
+    """Per-record figures of a replay's stats, or of all the runs of a ``bench/stream_replay.py --json`` file."""
+    runs = replay.get("runs") or [replay["stats"]]
+    stats = {key: sum(run[key] for run in runs) for key in ("records", "state_writes", "state_write_units",
+                                                             "state_reads", "state_items")}
     records = stats["records"]
     return {
         "writes_per_record": stats["state_writes"] / records,

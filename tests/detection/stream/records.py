@@ -7,8 +7,7 @@ import json
 from typing import Any
 
 from detection.logs.schema import DETECTION_FIELDS
-
-REGION = "us-east-1"
+from tests.helpers import REGION
 
 MINUTE = 1_767_225_600  # 2026-01-01T00:00:00Z, a minute boundary
 EXP = MINUTE + 7200
