@@ -21,10 +21,13 @@ import json
 import sys
 from collections.abc import Callable, Collection
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
-from edge.store import EdgeStoreError, open_store
-from revocation.ledger import LedgerError, open_ledger
+from botocore.exceptions import NoRegionError
+
+from edge.store import EdgeStore, EdgeStoreError, open_store
+from revocation.ledger import Ledger, LedgerError, open_ledger
 from revocation.service import (
     DEFAULT_MANUAL_TTL_SECONDS,
     ManualResult,
@@ -88,8 +91,29 @@ def _common(p: argparse.ArgumentParser, *, store: bool) -> None:
     if store:
         p.add_argument("--store", required=True, help="STORE.json (local twin) or a KeyValueStore ARN")
         p.add_argument("--by", help="operator name recorded in the ledger (default: the login name)")
+    p.add_argument("--create", action="store_true", help="start a new local ledger (and store) when the file is "
+                   "not there; without it a path that does not exist is an error, not an empty ledger")
     p.add_argument("--now", type=int, metavar="EPOCH", help=argparse.SUPPRESS)  # a fixed clock, for tests
     p.add_argument("--json", action="store_true", help="print JSON")
+
+
+def _existing(spec: str, what: str, create: bool) -> str:
+    """``spec`` as given, once a local file it names is known to exist (or ``--create`` says to start one): a typo
+    must not look like an empty ledger or a new store."""
+    if spec.startswith(("dynamodb:", "arn:")):
+        return spec
+    path = Path(spec.removeprefix("sqlite:"))
+    if not path.exists() and not create:
+        raise RevocationError(f"no {what} at {path}: check the path, or add --create to start a new one")
+    return spec
+
+
+def _ledger(args: argparse.Namespace) -> Ledger:
+    return open_ledger(_existing(args.ledger, "ledger", args.create))
+
+
+def _store(args: argparse.Namespace) -> EdgeStore:
+    return open_store(_existing(args.store, "edge store", args.create))
 
 
 def _guarded(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
@@ -99,15 +123,19 @@ def _guarded(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse
         except (RevocationError, LedgerError, EdgeStoreError, ValueError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return EXIT_BAD_INPUT
+        except NoRegionError:
+            print("error: no AWS region for the ledger or the store: set AWS_REGION (or AWS_DEFAULT_REGION), or use "
+                  "a profile that names one", file=sys.stderr)
+            return EXIT_BAD_INPUT
 
     return run
 
 
 def _revoke(args: argparse.Namespace, allow_sessions: AllowSessions) -> int:
-    with open_ledger(args.ledger) as ledger:
+    with _ledger(args) as ledger:
         result = revoke(
             ledger,
-            open_store(args.store),
+            _store(args),
             args.session,
             args.reason,
             by=_operator(args),
@@ -121,13 +149,13 @@ def _revoke(args: argparse.Namespace, allow_sessions: AllowSessions) -> int:
 
 
 def _unrevoke(args: argparse.Namespace) -> int:
-    with open_ledger(args.ledger) as ledger:
-        result = lift(ledger, open_store(args.store), args.session, by=_operator(args), now=args.now)
+    with _ledger(args) as ledger:
+        result = lift(ledger, _store(args), args.session, by=_operator(args), now=args.now)
     return _report(args, result)
 
 
 def _revocations(args: argparse.Namespace) -> int:
-    with open_ledger(args.ledger) as ledger:
+    with _ledger(args) as ledger:
         revocations = list_revoked(ledger, args.now)
     if args.json:
         _print_json({"revocations": [r.model_dump() for r in revocations]})
@@ -140,7 +168,7 @@ def _revocations(args: argparse.Namespace) -> int:
 
 
 def _flagged(args: argparse.Namespace) -> int:
-    with open_ledger(args.ledger) as ledger:
+    with _ledger(args) as ledger:
         verdicts = list_flagged(ledger, since=args.since, until=args.now)
     if args.json:
         _print_json({"verdicts": [v.model_dump(mode="json") for v in verdicts]})

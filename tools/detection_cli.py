@@ -29,6 +29,7 @@ from typing import Any, TextIO
 from detection.scoring.config import ConfigError, DetectionConfig
 from detection.scoring.query import QueryError
 from revocation import cli as revocation_cli
+from tools.output_paths import OutputPathError, output_file, output_folder
 from tools.progress import progress_bar
 
 EXIT_OK, EXIT_BAD_INPUT = 0, 2
@@ -67,6 +68,12 @@ def _config(args: argparse.Namespace) -> Any:
     return config
 
 
+def _check_out(args: argparse.Namespace) -> None:
+    """An --out file, checked before any work: not a folder, not the input, in a folder that can exist."""
+    if args.out not in (None, "-"):
+        output_file(args.out, inputs=[args.logs])
+
+
 def _write_json(document: Any, out: str | None, stdout: TextIO) -> None:
     text = json.dumps(document, indent=2, sort_keys=False) + "\n"
     if out is None or out == "-":
@@ -94,6 +101,7 @@ def _detect_arguments(parser: argparse.ArgumentParser) -> None:
 def _detect(args: argparse.Namespace) -> int:
     from detection.detect import detect
 
+    _check_out(args)
     run = detect(args.logs, fields=args.fields, window_minutes=args.window, now=args.now, config=_config(args))
     _write_json(run.to_dict(), args.out, sys.stdout)
     stats = run.stats
@@ -133,6 +141,7 @@ def _replay_arguments(parser: argparse.ArgumentParser) -> None:
 def _replay(args: argparse.Namespace) -> int:
     from detection.stream.replay import replay
 
+    _check_out(args)
     run = replay(args.logs, fields=args.fields, batch_seconds=args.batch_seconds, now=args.now, config=_config(args))
     _write_json(run.to_dict(), args.out, sys.stdout)
     stats, delays = run.stats, run.stats["seconds_to_revoke"]
@@ -166,6 +175,7 @@ def _generate(args: argparse.Namespace) -> int:
         raise UsageError("--sessions must be at least 1 and --minutes positive")
     if args.pirate_share is not None and not 0 <= args.pirate_share <= 1:
         raise UsageError("--pirate-share must be between 0 and 1")
+    output_folder(args.out, marker=".written-by-generate", command="python -m detection generate")
     with progress_bar("generating", "records", scale=True) as progress:
         summary = generate_corpus(
             args.out,
@@ -193,6 +203,9 @@ def _convert_arguments(parser: argparse.ArgumentParser) -> None:
 def _convert(args: argparse.Namespace) -> int:
     from detection.logs.convert import convert_to_parquet
 
+    if not Path(args.logs).exists():
+        raise UsageError(f"log input not found: {args.logs}")
+    output_folder(args.out, marker=".written-by-convert", command="python -m detection convert", inputs=[args.logs])
     with progress_bar("converting", "files") as progress:
         report = convert_to_parquet(args.logs, args.out, fields=args.fields, progress=progress)
     print(json.dumps(report.to_dict(), indent=2))
@@ -349,7 +362,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.run(args))  # the revocation commands report their own errors (exit 2)
     try:
         return COMMANDS[args.command][1](args)
-    except (UsageError, InputError, QueryError, ConfigError, FileNotFoundError, NotADirectoryError) as exc:
+    except (UsageError, OutputPathError, InputError, QueryError, ConfigError, FileNotFoundError,
+            NotADirectoryError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except ValueError as exc:  # e.g. the generator's own argument checks

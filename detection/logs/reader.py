@@ -289,6 +289,13 @@ class LogInput:
         self._all_files, _ = list_log_files(path, None, slack)
         if not self._all_files:
             raise InputError(f"no log files under {path}")
+        parquet = sum(1 for f in self._all_files if f.kind == "parquet")
+        if 0 < parquet < len(self._all_files):  # one folder, two formats: most likely the same records twice
+            raise InputError(
+                f"{path} holds both Parquet ({parquet} files) and TSV logs ({len(self._all_files) - parquet} files), "
+                "most likely the same records twice (a conversion into the input folder?); point --logs at one "
+                "format"
+            )
         self.fields: list[Field] = fields if fields is not None else self._default_fields()
         self.set_window(window)
 

@@ -31,7 +31,7 @@ def test_manual_revocation_through_the_detection_cli(tmp_path: Path) -> None:
     assert check(store, uri)["decision"] == "allow"
 
     revoked = run("detection", "revoke", SESSION, "--reason", "manual", "--ttl", "600", "--ledger", str(ledger),
-                  "--store", str(store), "--by", "ops")
+                  "--store", str(store), "--by", "ops", "--create")
     assert revoked.returncode == 0, revoked.stderr
     assert check(store, uri)["reason"] == "revoked"
     listing = run("detection", "revocations", "--ledger", str(ledger), "--json")

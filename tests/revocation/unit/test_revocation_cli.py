@@ -32,6 +32,7 @@ def run(argv: list[str], capsys: pytest.CaptureFixture[str], allow: set[str] | N
 def paths(tmp_path: Path) -> dict[str, str]:
     store = LocalEdgeStore(tmp_path / "store.json")
     store.put("k:kid-2026-01", "A" * 43)
+    SqliteLedger(tmp_path / "ledger.sqlite").close()  # an existing ledger, as after the first --create
     return {"ledger": str(tmp_path / "ledger.sqlite"), "store": str(store.path)}
 
 
@@ -100,11 +101,36 @@ def test_bad_input_exits_2_with_an_error(
 
 
 def test_a_bad_ledger_or_store_spec_exits_2(paths: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, err = run(["revocations", "--ledger", "ledger.txt"], capsys)
+    code, _, err = run(["revocations", "--ledger", "ledger.txt", "--create"], capsys)
     assert code == 2 and "cannot open ledger" in err
     code, _, err = run(["revoke", sid(1), "--reason", "manual", "--ledger", paths["ledger"], "--store", "store.txt",
-                        "--by", "alice"], capsys)
+                        "--by", "alice", "--create"], capsys)
     assert code == 2 and "cannot open edge store" in err
+
+
+def test_a_ledger_or_store_that_is_not_there_is_an_error_unless_create(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A typo must not look like an empty ledger ("no revocations in force") or start a new store."""
+    missing = str(tmp_path / "nonexistent.sqlite")
+    code, out, err = run(["revocations", "--ledger", missing], capsys)
+    assert (code, out) == (2, "") and f"no ledger at {missing}" in err and "--create" in err
+    assert not Path(missing).exists()
+    store = str(tmp_path / "nonexistent.json")
+    argv = ["revoke", sid(1), "--reason", "manual", "--ledger", missing, "--store", store, "--by", "ops",
+            "--now", str(NOW)]
+    code, _, err = run(argv, capsys)
+    assert code == 2 and "no ledger at" in err and not Path(store).exists()
+    code, _, _ = run([*argv, "--create"], capsys)
+    assert code == 0 and Path(missing).is_file() and LocalEdgeStore(store).get(f"r:{sid(1)}")
+
+
+def test_a_dynamodb_ledger_without_a_region_says_so(monkeypatch: pytest.MonkeyPatch,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    for name in ("AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/dev/null")
+    code, _, err = run(["revocations", "--ledger", "dynamodb:media-shield-ledger"], capsys)
+    assert code == 2 and "no AWS region" in err and "Traceback" not in err
 
 
 def test_ttl_and_until_are_exclusive(paths: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
