@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from edge.binding import BindingError, Viewer, ip_binding
+from edge.binding import LOCATION_CODE, BindingError, Viewer, ip_binding
 from edge.demo import run_demo
 from edge.keys import InvalidKeyError, load_key_file
 from edge.node_runtime import EdgeFunctionRunner, EdgeRuntimeError
-from edge.server import serve
+from edge.paths import any_prefix_matches
+from edge.server import PortError, serve
 from edge.store import EdgeStoreError, LocalEdgeStore
 from edge.tokens import DEFAULT_TTL_SECONDS, TokenRequest, TokenRequestError, issue_token
 
@@ -60,6 +63,10 @@ def _sign(args: argparse.Namespace) -> int:
         viewer=Viewer(ip=viewer_ip, headers=headers),
     )
     issued = issue_token(request, key, now=args.now)
+    asset = urlsplit(args.url).path
+    if args.path_prefix and not any_prefix_matches(args.path_prefix, asset):
+        print(f"warning: {asset} lies outside every --path-prefix ({', '.join(args.path_prefix)}): the URL printed "
+              "below is denied (403 out-of-scope); other paths of the prefixes are allowed", file=sys.stderr)
     print(f"session {issued.session_id} kid {key.kid} expires {issued.expires_at}", file=sys.stderr)
     print("signed locally: nothing is recorded in a ledger, so a revocation of this session lasts only as long as "
           "the detection or the operator sets it (the token-issuing API records every token)", file=sys.stderr)
@@ -98,8 +105,39 @@ def _serve(args: argparse.Namespace) -> int:
     if not origin.is_dir():
         raise UsageError(f"origin {args.origin} is not a directory")
     extra_headers = dict(parse_header(h) for h in args.add_header)
-    serve(origin, existing_store(args.store), port=args.port, extra_headers=extra_headers)
+    try:
+        serve(origin, existing_store(args.store), port=args.port, extra_headers=extra_headers,
+              viewer_ip=args.viewer_ip)
+    except PortError as exc:
+        raise UsageError(str(exc)) from None
     return EXIT_OK
+
+
+def viewer_address(text: str) -> str:
+    """An argparse type: a viewer's IP address (IPv4 or IPv6), or bad input (exit 2)."""
+    try:
+        return str(ipaddress.ip_address(text.strip()))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an IP address") from None
+
+
+def port_number(text: str) -> int:
+    """An argparse type: a TCP port, 1-65535 (0: any free port)."""
+    if not text.isdigit() or int(text) > 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port (0-65535)")
+    return int(text)
+
+
+def location_code(kind: str) -> Callable[[str], str]:
+    """An argparse type for --bind-country and --bind-region: the code CloudFront would put in the header."""
+    def parse(text: str) -> str:
+        code = text.strip().upper()
+        if not LOCATION_CODE[kind].match(code):
+            expected = ("an ISO 3166-1 alpha-2 code such as DE or US" if kind == "country"
+                        else "a region code of 1-3 letters or digits, the first-level ISO 3166-2 subdivision (BE, CA)")
+            raise argparse.ArgumentTypeError(f"{text!r} is not {expected}: no viewer would ever match it")
+        return code
+    return parse
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -118,8 +156,10 @@ def build_parser() -> argparse.ArgumentParser:
     sign.add_argument("--path-prefix", action="append", default=[], help="allowed path prefix (repeatable)")
     sign.add_argument("--exempt-prefix", action="append", default=[], help="prefix exempt from viewer binding")
     sign.add_argument("--bind-ip", help="address (exact) or CIDR prefix, e.g. 203.0.113.0/24 or 2001:db8:1::/48")
-    sign.add_argument("--bind-country", help="bind to this viewer country (ISO 3166-1 alpha-2)")
-    sign.add_argument("--bind-region", help="bind to this viewer region (CloudFront-Viewer-Country-Region)")
+    sign.add_argument("--bind-country", type=location_code("country"),
+                      help="bind to this viewer country (ISO 3166-1 alpha-2, e.g. DE)")
+    sign.add_argument("--bind-region", type=location_code("region"),
+                      help="bind to this viewer region (CloudFront-Viewer-Country-Region, e.g. BE)")
     sign.add_argument("--bind-ua", help="bind to this exact User-Agent")
     sign.add_argument("--bind-header", action="append", default=[], metavar="NAME:VALUE", help="bind a header")
     sign.add_argument("--now", type=int, help="issue time, epoch seconds (default: now)")
@@ -128,7 +168,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = commands.add_parser("check", help="decide one request with the real edge function under node")
     check.add_argument("--store", required=True, help="local KeyValueStore JSON file")
-    check.add_argument("--viewer-ip", default="127.0.0.1", help="viewer address (default 127.0.0.1)")
+    check.add_argument("--viewer-ip", type=viewer_address, default="127.0.0.1",
+                       help="viewer address (default 127.0.0.1)")
     check.add_argument("--header", action="append", default=[], metavar="NAME:VALUE", help="request header")
     check.add_argument("--now", type=float, help="clock, epoch seconds (default: now)")
     check.add_argument("url")
@@ -137,9 +178,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="serve a folder through the real edge function on 127.0.0.1")
     serve.add_argument("--origin", required=True, help="folder served as the origin")
     serve.add_argument("--store", required=True, help="local KeyValueStore JSON file (re-read per request)")
-    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--port", type=port_number, default=8080, help="port on 127.0.0.1 (8080; 0: any free one)")
+    serve.add_argument("--viewer-ip", type=viewer_address,
+                       help="the viewer address the function sees (default: the client's, 127.0.0.1), e.g. to play "
+                            "a URL bound to another address")
     serve.add_argument("--add-header", action="append", default=[], metavar="NAME:VALUE",
-                       help="header CloudFront would add, e.g. CloudFront-Viewer-Country:DE")
+                       help="header CloudFront would add, e.g. CloudFront-Viewer-Country:DE (viewer headers too)")
     serve.set_defaults(run=_serve)
 
     demo = commands.add_parser("demo", help="issue, check, revoke, check again")

@@ -17,7 +17,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from edge.binding import Viewer
-from edge.node_runtime import EdgeFunctionRunner
+from edge.node_runtime import EdgeFunctionRunner, EdgeRuntimeError
 
 MEDIA_TYPES = {
     ".m3u8": "application/vnd.apple.mpegurl",
@@ -46,8 +46,9 @@ class EdgeHandler(BaseHTTPRequestHandler):
     server_version = "edge-serve/1"
 
     def __init__(self, *args: object, runner: EdgeFunctionRunner, origin: Path, store: Path,
-                 extra_headers: dict[str, str], **kwargs: object) -> None:
+                 extra_headers: dict[str, str], viewer_ip: str | None = None, **kwargs: object) -> None:
         self.runner, self.origin, self.store, self.extra_headers = runner, origin, store, extra_headers
+        self.viewer_ip = viewer_ip  # the address the function sees instead of the client's (a viewer elsewhere)
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
@@ -62,10 +63,15 @@ class EdgeHandler(BaseHTTPRequestHandler):
         for name, value in self.headers.items():  # a header sent twice stays twice, as CloudFront passes it
             headers.setdefault(name.lower(), []).append(value)
         headers.update({name.lower(): [value] for name, value in self.extra_headers.items()})
-        viewer = Viewer.of(self.client_address[0], headers)
-        decision = self.runner.decide(
-            parts.path, viewer, time.time(), store_path=self.store, method=self.command, querystring=parts.query
-        )
+        viewer = Viewer.of(self.viewer_ip or self.client_address[0], headers)
+        try:
+            decision = self.runner.decide(
+                parts.path, viewer, time.time(), store_path=self.store, method=self.command, querystring=parts.query
+            )
+        except EdgeRuntimeError as exc:  # e.g. the store became unreadable: say so, and keep serving
+            print(f"503 edge-unavailable {parts.path}: {exc}", file=sys.stderr, flush=True)
+            self._send(503, f"edge-unavailable: {exc}\n".encode(), "text/plain", "Service Unavailable", send_body)
+            return
         log = f"{decision.status} {decision.reason} {parts.path} -> {decision.uri if decision.allowed else '-'}"
         print(log, file=sys.stderr, flush=True)
         if not decision.allowed:
@@ -92,16 +98,24 @@ class EdgeHandler(BaseHTTPRequestHandler):
         return
 
 
+class PortError(OSError):
+    """The port cannot be listened on (taken, or not allowed)."""
+
+
 def make_server(origin: Path, store: Path, runner: EdgeFunctionRunner, port: int = 8080,
-                extra_headers: dict[str, str] | None = None) -> ThreadingHTTPServer:
+                extra_headers: dict[str, str] | None = None, viewer_ip: str | None = None) -> ThreadingHTTPServer:
     handler = partial(EdgeHandler, runner=runner, origin=origin.resolve(), store=store.resolve(),
-                      extra_headers=extra_headers or {})
-    return ThreadingHTTPServer(("127.0.0.1", port), handler)
+                      extra_headers=extra_headers or {}, viewer_ip=viewer_ip)
+    try:
+        return ThreadingHTTPServer(("127.0.0.1", port), handler)
+    except OSError as exc:
+        raise PortError(f"cannot listen on 127.0.0.1:{port}: {exc.strerror or exc}; choose another --port") from None
 
 
-def serve(origin: Path, store: Path, port: int = 8080, extra_headers: dict[str, str] | None = None) -> None:
+def serve(origin: Path, store: Path, port: int = 8080, extra_headers: dict[str, str] | None = None,
+          viewer_ip: str | None = None) -> None:
     with EdgeFunctionRunner() as runner:
-        server = make_server(origin, store, runner, port, extra_headers)
+        server = make_server(origin, store, runner, port, extra_headers, viewer_ip)
         print(f"serving {origin} through the edge function on http://127.0.0.1:{server.server_port}/",
               file=sys.stderr, flush=True)
         try:

@@ -90,3 +90,57 @@ def test_demo_runs(tmp_path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     assert "demo passed" in result.stdout
     assert result.stdout.count("403 revoked") == 2
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["sign", "--key-file", "SECRET", "--bind-country", "Germany", "/a"], "not an ISO 3166-1 alpha-2 code"),
+    (["sign", "--key-file", "SECRET", "--bind-region", "Berlin", "/a"], "not a region code"),
+    (["check", "--store", "STORE", "--viewer-ip", "999.1.1.1", "/x"], "'999.1.1.1' is not an IP address"),
+    (["serve", "--origin", "ORIGIN", "--store", "STORE", "--port", "99999"], "not a port"),
+    (["serve", "--origin", "ORIGIN", "--store", "STORE", "--port", "-1"], "not a port"),
+    (["serve", "--origin", "ORIGIN", "--store", "STORE", "--viewer-ip", "localhost"], "not an IP address"),
+])
+def test_values_no_viewer_or_socket_could_take_are_bad_input(published, tmp_path, args, message) -> None:
+    secret, _, store_path = published
+    mapping = {"SECRET": str(secret), "STORE": str(store_path), "ORIGIN": str(tmp_path)}
+    result = run_edge(*[mapping.get(a, a) for a in args])
+    assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
+    assert result.stdout == ""
+
+
+def test_sign_warns_when_the_url_lies_outside_its_own_prefixes(published) -> None:
+    secret, _, _ = published
+    result = run_edge("sign", "--key-file", str(secret), "--path-prefix", "/live/ch2", "/live/ch1/a.m3u8")
+    assert result.returncode == 0 and "lies outside every --path-prefix" in result.stderr
+
+
+def test_serve_plays_a_url_bound_to_another_address_and_survives_a_broken_store(published, tmp_path) -> None:
+    import socket
+    import urllib.error
+    import urllib.request
+
+    from tests.edge.helpers import EdgeServer
+
+    secret, _, store_path = published
+    (tmp_path / "live").mkdir()
+    (tmp_path / "live" / "a.m3u8").write_text("#EXTM3U\n")
+    signed = run_edge("sign", "--key-file", str(secret), "--bind-ip", "203.0.113.0/24", "/live/a.m3u8")  # now
+    url = signed.stdout.strip().splitlines()[-1]
+    with socket.socket() as taken:  # a port in use: one clear line, exit 2
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = run_edge("serve", "--origin", str(tmp_path), "--store", str(store_path), "--port",
+                        str(taken.getsockname()[1]))
+    assert busy.returncode == 2 and "cannot listen on" in busy.stderr and "Traceback" not in busy.stderr
+    server = EdgeServer(tmp_path, store_path, "--viewer-ip", "203.0.113.7")
+    try:
+        with urllib.request.urlopen(f"{server.base}{url}", timeout=10) as played:
+            assert played.status == 200
+        store_path.write_text("{broken")  # the store goes bad while serve runs
+        with pytest.raises(urllib.error.HTTPError) as failed:
+            urllib.request.urlopen(f"{server.base}{url}", timeout=10)
+        assert failed.value.code == 503 and b"edge-unavailable" in failed.value.read()
+        log = "\n".join(server.drain())
+        assert "/live/a.m3u8 -> /live/a.m3u8" in log and "503 edge-unavailable" in log and "Traceback" not in log
+    finally:
+        server.stop()

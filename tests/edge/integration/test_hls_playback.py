@@ -4,11 +4,8 @@ revoked in the store, the next fetch gets 403."""
 
 from __future__ import annotations
 
-import queue
 import shutil
 import subprocess
-import sys
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -18,7 +15,7 @@ import pytest
 
 from edge.keys import generate_key
 from edge.store import LocalEdgeStore
-from tests.edge.helpers import ROOT, run_edge
+from tests.edge.helpers import EdgeServer, run_edge
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow,
               pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg is installed by .ci/run")]
@@ -40,37 +37,6 @@ def make_hls(origin: Path) -> int:
         "#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=400000,RESOLUTION=320x180\n360p/index.m3u8\n"
     )
     return len(list(variant.glob("seg_*.ts")))
-
-
-class EdgeServer:
-    """`python -m edge serve` in a subprocess; its per-request log lines collected from stderr."""
-
-    def __init__(self, origin: Path, store: Path) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "edge", "serve", "--origin", str(origin), "--store", str(store), "--port", "0"],
-            cwd=ROOT, stderr=subprocess.PIPE, text=True,
-        )
-        self.lines: queue.Queue[str] = queue.Queue()
-        threading.Thread(target=self._pump, daemon=True).start()
-        banner = self.lines.get(timeout=30)
-        assert "serving" in banner, banner
-        self.base = banner.rsplit(" ", 1)[1].rstrip("/")
-
-    def _pump(self) -> None:
-        assert self.process.stderr is not None
-        for line in self.process.stderr:
-            self.lines.put(line.rstrip("\n"))
-
-    def drain(self) -> list[str]:
-        time.sleep(0.2)
-        out = []
-        while not self.lines.empty():
-            out.append(self.lines.get())
-        return out
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(timeout=10)
 
 
 def test_ffmpeg_plays_through_the_edge_and_revocation_stops_it(tmp_path) -> None:
