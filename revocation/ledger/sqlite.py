@@ -89,12 +89,15 @@ class SqliteLedger(Ledger):
                 raise LedgerError(
                     f"ledger {self.path} has schema version {version}; this code knows up to {SCHEMA_VERSION}"
                 )
-            try:
-                self._db.executescript(f"BEGIN IMMEDIATE;{_SCHEMA}PRAGMA user_version = {SCHEMA_VERSION};COMMIT;")
-            except BaseException:
-                if self._db.in_transaction:
-                    self._db.execute("ROLLBACK")
-                raise
+            if version < SCHEMA_VERSION:  # a new ledger, or an older schema: otherwise opening writes nothing
+                try:
+                    self._db.executescript(
+                        f"BEGIN IMMEDIATE;{_SCHEMA}PRAGMA user_version = {SCHEMA_VERSION};COMMIT;"
+                    )
+                except BaseException:
+                    if self._db.in_transaction:
+                        self._db.execute("ROLLBACK")
+                    raise
         except sqlite3.DatabaseError as exc:
             raise LedgerError(f"cannot open ledger {self.path}: {exc}") from exc
 
