@@ -1,0 +1,46 @@
+"""What the README and docs/ say of the repository, checked against the repository: counts, sizes, the folders and
+commands they name, and nothing outside it."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from tests.helpers import ROOT
+
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+DOCS = {path.name: path.read_text(encoding="utf-8") for path in (ROOT / "docs").glob("*.md")}
+VECTORS = json.loads((ROOT / "tests" / "vectors" / "edge_vectors.json").read_text(encoding="utf-8"))["vectors"]
+
+
+def number(text: str) -> int:
+    return int(text.replace(" ", "").replace("\u202f", "").replace(",", ""))
+
+
+def test_the_vector_counts_are_the_files() -> None:
+    (total,) = re.findall(r"(\d[\d ]*) vectors in both verifiers", README)
+    assert number(total) == len(VECTORS)
+    (spelling,) = re.findall(r"(\d+) shared vectors hold both verifiers to it", README)
+    assert number(spelling) == sum(1 for v in VECTORS if v["name"].startswith("spelling-"))
+
+
+def test_the_function_size_is_the_files() -> None:
+    (size,) = re.findall(r"function source size \| ([\d ]+) B of the 10 240 B limit", README)
+    assert number(size) == len((ROOT / "edge" / "viewer_request.js").read_bytes())
+
+
+@pytest.mark.parametrize("name", ["README.md", *sorted(DOCS)])
+def test_the_docs_name_nothing_outside_the_repository(name: str) -> None:
+    text = README if name == "README.md" else DOCS[name]
+    for outside in ("../shared", "DESIGN.md", "the issue's", "issue #"):
+        assert outside not in text, f"{name} mentions {outside!r}, which a user of the repository does not have"
+
+
+def test_every_repository_path_the_readme_names_exists() -> None:
+    named = set(re.findall(r"`((?:bench|detection|docs|edge|revocation|rotation|core|tools|tests|statemachine)/"
+                           r"[\w./-]+?\.(?:py|mjs|js|json|md|sql))`", README))
+    assert len(named) > 20
+    missing = sorted(path for path in named if not (ROOT / path).exists())
+    assert missing == []
