@@ -75,8 +75,18 @@ class KindResult:
     flagged_only: int  # flagged for review, not revoked
     baseline: int  # flagged by the baseline rule
 
+    @property
+    def rate(self) -> float:
+        """Revoked by the policy, of the kind's sessions: the recall of a pirate kind, the false-positive rate of a
+        legit one."""
+        return self.detected / self.sessions if self.sessions else 0.0
+
+    @property
+    def baseline_rate(self) -> float:
+        return self.baseline / self.sessions if self.sessions else 0.0
+
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "rate": round(self.rate, 6), "baseline_rate": round(self.baseline_rate, 6)}
 
 
 @dataclass
@@ -267,10 +277,13 @@ def format_table(evaluation: Evaluation) -> str:
 
 
 def kind_rows(kinds: Iterable[KindResult]) -> list[str]:
-    """The per-kind table: sessions, revoked by the detection, flagged for review only, flagged by the rule."""
-    rows = [f"{'kind':18s} {'label':7s} {'sessions':>8s} {'detected':>9s} {'flag only':>9s} {'baseline':>9s}"]
-    rows += [f"{k.kind:18s} {k.label:7s} {k.sessions:>8d} {k.detected:>9d} {k.flagged_only:>9d} {k.baseline:>9d}"
-             for k in kinds]
+    """The per-kind table: sessions, revoked by the detection, flagged for review only, flagged by the rule, and the
+    rates (revoked of the kind's sessions: recall for a pirate kind, false-positive rate for a legit one)."""
+    rows = [f"{'kind':18s} {'label':7s} {'sessions':>8s} {'detected':>9s} {'flag only':>9s} {'baseline':>9s} "
+            f"{'rate':>8s} {'baseline rate':>13s}"]
+    rows += [f"{k.kind:18s} {k.label:7s} {k.sessions:>8d} {k.detected:>9d} {k.flagged_only:>9d} {k.baseline:>9d} "
+             f"{k.rate:>8.2%} {k.baseline_rate:>13.2%}" for k in kinds]
+    rows.append("rate: revoked of the kind's sessions (a pirate kind: recall; a legit kind: false-positive rate)")
     return rows
 
 
