@@ -3,8 +3,8 @@
 -- Dialect: Athena engine v3 (Trino), run locally on DuckDB through detection/query.py, like features.sql.
 -- The rule, per session over the window: requests served (2xx) with more than 1024 bytes; rate = distinct
 -- (address, URI) pairs per second between the session's first and last such request; sessions of at least 30 s;
--- score = rate / median rate of those sessions + 1 if more than one address + 1 if more than one user agent
--- + 1 if more than one referer; flagged above 2.2.
+-- score = rate / median rate of those sessions (exact; the solution's query takes an approximate one) + 1 if more
+-- than one address + 1 if more than one user agent + 1 if more than one referer; flagged above 2.2.
 --
 -- parameters: window_start, window_end, window_start, window_end
 -- partition: dt
@@ -37,14 +37,27 @@ rated AS (
   FROM sessions
   WHERE seconds >= 30
 ),
+ranked AS (
+  SELECT rated.*, row_number() OVER (ORDER BY rate, session_id) AS n, count(*) OVER () AS total
+  FROM rated
+),
+centred AS (
+  -- the exact median of the rates (the middle one, or the mean of the middle two), so that one window always gives
+  -- the same verdicts: an approximate percentile depends on the order the engine merges its partial results in
+  SELECT
+    ranked.*,
+    avg(CASE WHEN n IN (CAST(floor((total + 1) / 2.0) AS BIGINT), CAST(ceil((total + 1) / 2.0) AS BIGINT))
+             THEN rate END) OVER () AS median_rate
+  FROM ranked
+),
 scored AS (
   SELECT
-    rated.*,
-    rate / approx_percentile(rate, 0.5) OVER ()
+    centred.*,
+    rate / median_rate
       + CASE WHEN ips > 1 THEN 1 ELSE 0 END
       + CASE WHEN user_agents > 1 THEN 1 ELSE 0 END
       + CASE WHEN referers > 1 THEN 1 ELSE 0 END AS score
-  FROM rated
+  FROM centred
 )
 SELECT session_id, score, rate, pairs, seconds, ips, user_agents, referers, score > 2.2 AS flagged
 FROM scored

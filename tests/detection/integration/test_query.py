@@ -217,6 +217,23 @@ def test_the_baseline_rule() -> None:
     assert loud["flagged"] and loud["score"] == pytest.approx(loud["rate"] / quiet["rate"] + 3, rel=0.05)
 
 
+def test_the_baseline_divides_by_the_exact_median_and_gives_one_answer() -> None:
+    """Rates of 1x, 2x and 3x of a base rate, and a fourth session: the median of four is the mean of the middle two,
+    exactly; an approximate percentile would depend on how the engine merged its partial results."""
+    reqs = []
+    for k, step in enumerate((4.0, 2.0, 4 / 3, 1.0)):  # a request every `step` seconds: rates 1/4, 1/2, 3/4, 1
+        reqs += [{**r, "timestamp": T0 + 10 + i * step} for i, r in enumerate(
+            playback(f"ratesession00000{k}", Viewer(f"198.51.100.{30 + k}"), start=T0 + 10, duration=300,
+                     cs_referer="https://a.example/"))]
+    con = logs_view(reqs)
+    runs = [load_query(BASELINE).run(con, WINDOW).sort_by("session_id").to_pylist() for _ in range(3)]
+    assert runs[0] == runs[1] == runs[2]
+    rates = sorted(r["rate"] for r in runs[0])
+    median = (rates[1] + rates[2]) / 2
+    for row in runs[0]:
+        assert row["score"] == pytest.approx(row["rate"] / median, rel=1e-9)
+
+
 # -- tokens: the <session_id>.<jwt> segments a session was served with (for the expiry of its revocation) -----------
 
 
