@@ -112,7 +112,18 @@ def _detect(args: argparse.Namespace) -> int:
         f"({stats['timings']['total']:.2f} s)",
         file=sys.stderr,
     )
+    _warn_about_input(stats.get("input", {}))
     return EXIT_OK
+
+
+def _warn_about_input(report: dict[str, Any]) -> None:
+    """Say on the console what the JSON says of damaged input: a file read only up to its damage loses records."""
+    for path, why in sorted((report.get("files_damaged") or {}).items()):
+        print(f"warning: {path}: {why}; its records up to the damage were read, the rest is lost", file=sys.stderr)
+    skipped = {kind: n for kind, n in (report.get("records_skipped") or {}).items() if n}
+    if skipped:
+        print("warning: records skipped: " + ", ".join(f"{n} {kind}" for kind, n in sorted(skipped.items()))
+              + " (examples in the JSON's stats.input.examples)", file=sys.stderr)
 
 
 # -- replay ---------------------------------------------------------------------------------------------------------

@@ -173,3 +173,14 @@ def test_the_module_entry_point(logs: Path) -> None:
     assert bad.returncode == 2 and bad.stderr.startswith("error: ") and bad.stdout == ""
     usage = subprocess.run([sys.executable, "-m", "detection"], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert usage.returncode == 2 and "detect" in usage.stderr
+
+
+def test_a_truncated_gzip_is_named_on_the_console_not_only_counted(logs: Path, tmp_path: Path, capsys) -> None:
+    damaged = tmp_path / "damaged"
+    damaged.mkdir()
+    (damaged / "fields.txt").write_text((logs / "fields.txt").read_text())
+    whole = next(logs.rglob("*.gz")).read_bytes()
+    (damaged / "part.gz").write_bytes(whole[: len(whole) // 2])
+    code, _, err = run_cli(["detect", "--logs", str(damaged), "--out", str(tmp_path / "v.json")], capsys)
+    assert code == 0
+    assert f"warning: {damaged / 'part.gz'}: truncated gzip file" in err and "the rest is lost" in err
