@@ -33,14 +33,17 @@ RUNTIME_PACKAGES := boto3 botocore s3transfer urllib3
 	$(LAMBDA_BUILDS)
 
 $(UV):
+	@echo "first run: installing uv $(UV_VERSION), the installer, into $(UV_VENV) ..."
 	$(PYTHON) -m venv $(UV_VENV)
 	$(UV_VENV)/bin/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 
 uv: $(UV)
 
 $(STAMP): pyproject.toml uv.lock | $(UV)
+	@echo "installing the locked dependencies into .venv (uv.lock; about a minute the first time) ..."
 	$(UV) sync --locked --all-extras
-	touch $(STAMP)
+	@touch $(STAMP)
+	@echo "dependencies installed"
 
 demo: $(STAMP)
 	$(PY) -m detection demo
