@@ -1,0 +1,91 @@
+"""The README's "What you can do today" block, run as written in a fresh folder: every command exits as the README
+says, and what the README shows a command printing is what it prints.
+
+Three things are adapted, each said here: the corpus is 300 sessions instead of 3 000 (the same commands, a tenth of
+the time); `'<tokenized URL>'` is the URL the `sign` line printed; `serve` runs until its banner and one request
+through it (it serves until stopped), on a free port instead of 8080, from a `media` folder made for it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import socket
+import subprocess
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import ROOT
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+
+
+def block(heading: str) -> str:
+    after = README.split(f"## {heading}\n", 1)[1]
+    return after.split("```bash\n", 1)[1].split("\n```", 1)[0]
+
+
+def commands(text: str) -> list[tuple[str, str | None]]:
+    """(command, what the README shows it printing: the `# {...}` line right after it, if any)."""
+    joined = text.replace("\\\n", " ")
+    found: list[tuple[str, str | None]] = []
+    for line in joined.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("# {") and found:
+            found[-1] = (found[-1][0], stripped[2:])
+        elif stripped and not stripped.startswith("#"):
+            found.append((stripped, None))
+    return found
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_the_readme_block_runs_as_written(tmp_path: Path) -> None:
+    (tmp_path / ".venv").symlink_to(ROOT / ".venv")
+    (tmp_path / "media" / "live" / "ch1").mkdir(parents=True)
+    (tmp_path / "media" / "live" / "ch1" / "master.m3u8").write_text("#EXTM3U\n")
+    steps = commands(block("What you can do today"))
+    assert [c.split()[2:4] for c, _ in steps][:3] == [["rotation", "rotate"], ["edge", "sign"], ["edge", "check"]]
+    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(tmp_path), "PYTHONPATH": str(ROOT), "LANG": "C.UTF-8"}
+    url = None
+    for command, shown in steps:
+        command = command.replace("--sessions 3000", "--sessions 300")
+        if url is not None:
+            command = command.replace("'<tokenized URL>'", shlex.quote(url))
+        if " -m edge serve " in command:
+            port = free_port()
+            served = subprocess.Popen(shlex.split(command.replace("--port 8080", f"--port {port}")), cwd=tmp_path,
+                                      env=env, stderr=subprocess.PIPE, text=True)
+            try:
+                banner = served.stderr.readline()
+                assert "serving" in banner, banner
+                path = url.split("cdn.example.com", 1)[1]
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as answer:
+                    assert answer.status == 200 and answer.read() == b"#EXTM3U\n"  # it plays the URL signed above
+            finally:
+                served.terminate()
+                served.wait(timeout=10)
+            continue
+        done = subprocess.run(shlex.split(command), cwd=tmp_path, env=env, capture_output=True, text=True,
+                              timeout=600)
+        assert done.returncode == 0, (command, done.stderr[-2000:])
+        if " -m edge sign " in command:
+            url = done.stdout.strip().splitlines()[-1]
+            assert re.match(r"https://cdn\.example\.com/[\w-]+\.[\w-]+\.[\w-]+\.[\w-]+/live/ch1/master\.m3u8$", url)
+        if shown is not None:
+            assert json.loads(done.stdout) == json.loads(shown), command
+        if command.endswith("--out -"):
+            assert set(json.loads(done.stdout)) == {"sessions", "stats"}
+    assert (tmp_path / "replay.json").is_file() and (tmp_path / "corpus-parquet" / "fields.txt").is_file()
+    created = ["secret.json", "store.json", "corpus/", "corpus-parquet/", "replay.json", "media/"]
+    ignored = subprocess.run(["git", "check-ignore", *created], cwd=ROOT, capture_output=True, text=True)
+    assert ignored.stdout.split() == created  # what the block makes in a checkout, git leaves alone
