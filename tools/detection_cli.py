@@ -164,6 +164,47 @@ def _replay(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# -- run: the workflow's steps on your own logs, with the local twins ------------------------------------------------
+
+
+def _run_arguments(parser: argparse.ArgumentParser) -> None:
+    _detect_arguments(parser)
+    parser.add_argument("--ledger", required=True, help="LEDGER.sqlite: the local twin of the DynamoDB ledger")
+    parser.add_argument("--store", required=True, help="STORE.json: the local twin of the edge KeyValueStore")
+    parser.add_argument("--create", action="store_true", help="start a new ledger or store when the file is not "
+                        "there (without it a missing file is an error, not an empty ledger)")
+
+
+def _run(args: argparse.Namespace) -> int:
+    from detection.workflow.steps import publish_summary, run_local
+    from edge.store import open_store
+    from revocation.ledger import open_ledger
+
+    _check_out(args)
+    for spec, what in ((args.ledger, "ledger"), (args.store, "edge store")):
+        if not Path(spec).exists() and not args.create:
+            raise UsageError(f"no {what} at {spec}: check the path, or add --create to start a new one")
+    store = open_store(args.store)
+    with open_ledger(args.ledger) as ledger:
+        run = run_local(args.logs, ledger, store, config=_config(args), now=args.now, window_minutes=args.window,
+                        fields=args.fields)
+    pages = [p.to_dict() for p in run.pages]
+    summary = {
+        "run_id": run.run_id,
+        "window": list(run.window),
+        "flagged": len(run.score.verdicts),
+        "recorded": sum(p.get("recorded", 0) for p in pages),
+        "revoked": sum(p.get("revoked", 0) for p in pages),
+        "published": publish_summary(run.published),
+        "sessions": [v.to_dict() for v in run.score.verdicts],
+    }
+    _write_json(summary, args.out, sys.stdout)
+    print(f"run {run.run_id}: {summary['flagged']} flagged, {summary['revoked']} revoked and recorded in "
+          f"{args.ledger}; the edge store {args.store} holds {run.published.published} revocations", file=sys.stderr)
+    _warn_about_input(run.detect_stats.get("input", {}))
+    return EXIT_OK
+
+
 # -- generate -------------------------------------------------------------------------------------------------------
 
 
@@ -344,6 +385,8 @@ def _demo(args: argparse.Namespace) -> int:
 COMMANDS: dict[str, Command] = {
     "detect": (_detect_arguments, _detect, "detect pirated sessions in real-time logs (JSON verdicts)"),
     "replay": (_replay_arguments, _replay, "replay logs through the stream consumer on a simulated clock"),
+    "run": (_run_arguments, _run, "the workflow's steps on your own logs: detect, record in a ledger, publish to a "
+                                  "store (the local twins)"),
     "generate": (_generate_arguments, _generate, "write a labelled synthetic corpus"),
     "convert": (_convert_arguments, _convert, "convert TSV logs to Parquet"),
     "evaluate": (_evaluate_arguments, _evaluate, "evaluate detection and the baseline rule on a labelled corpus"),

@@ -184,3 +184,16 @@ def test_a_truncated_gzip_is_named_on_the_console_not_only_counted(logs: Path, t
     code, _, err = run_cli(["detect", "--logs", str(damaged), "--out", str(tmp_path / "v.json")], capsys)
     assert code == 0
     assert f"warning: {damaged / 'part.gz'}: truncated gzip file" in err and "the rest is lost" in err
+
+
+def test_run_takes_your_logs_through_ledger_and_store_and_a_rerun_changes_nothing(logs: Path, tmp_path: Path,
+                                                                                 capsys) -> None:
+    ledger, store = tmp_path / "ledger.sqlite", tmp_path / "store.json"
+    argv = ["run", "--logs", str(logs), "--ledger", str(ledger), "--store", str(store), "--create", "--out", "-"]
+    code, out, err = run_cli(argv, capsys)
+    first = json.loads(out)
+    assert code == 0 and first["revoked"] == 1 and [s["session_id"] for s in first["sessions"]] == [PIRATE]
+    assert json.loads(store.read_text())["data"][0]["key"] == f"r:{PIRATE}" and "1 revoked" in err
+    code, out, _ = run_cli(argv, capsys)
+    again = json.loads(out)
+    assert code == 0 and (again["recorded"], again["revoked"], again["published"]["calls"]) == (0, 0, 0)

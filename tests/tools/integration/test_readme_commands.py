@@ -86,6 +86,11 @@ def test_the_readme_block_runs_as_written(tmp_path: Path) -> None:
         if command.endswith("--out -"):
             assert set(json.loads(done.stdout)) == {"sessions", "stats"}
     assert (tmp_path / "replay.json").is_file() and (tmp_path / "corpus-parquet" / "fields.txt").is_file()
-    created = ["secret.json", "store.json", "corpus/", "corpus-parquet/", "replay.json", "media/"]
+    run = json.loads((tmp_path / "run.json").read_text(encoding="utf-8"))
+    store = json.loads((tmp_path / "store.json").read_text(encoding="utf-8"))
+    revoked = {e["key"] for e in store["data"] if e["key"].startswith("r:")}
+    assert run["revoked"] > 0 and revoked == {f"r:{v['session_id']}" for v in run["sessions"] if v["action"] == "revoke"}
+    created = ["secret.json", "store.json", "corpus/", "corpus-parquet/", "replay.json", "run.json",
+               "ledger.sqlite", "media/"]
     ignored = subprocess.run(["git", "check-ignore", *created], cwd=ROOT, capture_output=True, text=True)
     assert ignored.stdout.split() == created  # what the block makes in a checkout, git leaves alone
