@@ -97,7 +97,7 @@ def _common(p: argparse.ArgumentParser, *, store: bool) -> None:
     p.add_argument("--json", action="store_true", help="print JSON")
 
 
-def _existing(spec: str, what: str, create: bool) -> str:
+def existing_or_created(spec: str, what: str, create: bool) -> str:
     """``spec`` as given, once a local file it names is known to exist (or ``--create`` says to start one): a typo
     must not look like an empty ledger or a new store."""
     if spec.startswith(("dynamodb:", "arn:")):
@@ -109,11 +109,11 @@ def _existing(spec: str, what: str, create: bool) -> str:
 
 
 def _ledger(args: argparse.Namespace) -> Ledger:
-    return open_ledger(_existing(args.ledger, "ledger", args.create))
+    return open_ledger(existing_or_created(args.ledger, "ledger", args.create))
 
 
 def _store(args: argparse.Namespace) -> EdgeStore:
-    return open_store(_existing(args.store, "edge store", args.create))
+    return open_store(existing_or_created(args.store, "edge store", args.create))
 
 
 def _guarded(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:

@@ -28,7 +28,10 @@ from typing import Any, TextIO
 
 from detection.scoring.config import ConfigError, DetectionConfig
 from detection.scoring.query import QueryError
+from edge.store import EdgeStoreError
 from revocation import cli as revocation_cli
+from revocation.ledger import LedgerError
+from revocation.service import RevocationError
 from tools.output_paths import OutputPathError, output_file, output_folder
 from tools.progress import progress_bar
 
@@ -181,11 +184,8 @@ def _run(args: argparse.Namespace) -> int:
     from revocation.ledger import open_ledger
 
     _check_out(args)
-    for spec, what in ((args.ledger, "ledger"), (args.store, "edge store")):
-        if not Path(spec).exists() and not args.create:
-            raise UsageError(f"no {what} at {spec}: check the path, or add --create to start a new one")
-    store = open_store(args.store)
-    with open_ledger(args.ledger) as ledger:
+    store = open_store(revocation_cli.existing_or_created(args.store, "edge store", args.create))
+    with open_ledger(revocation_cli.existing_or_created(args.ledger, "ledger", args.create)) as ledger:
         run = run_local(args.logs, ledger, store, config=_config(args), now=args.now, window_minutes=args.window,
                         fields=args.fields)
     pages = [p.to_dict() for p in run.pages]
@@ -416,8 +416,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.run(args))  # the revocation commands report their own errors (exit 2)
     try:
         return COMMANDS[args.command][1](args)
-    except (UsageError, OutputPathError, InputError, QueryError, ConfigError, FileNotFoundError,
-            NotADirectoryError) as exc:
+    except (UsageError, OutputPathError, InputError, QueryError, ConfigError, RevocationError, LedgerError,
+            EdgeStoreError, FileNotFoundError, NotADirectoryError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except ValueError as exc:  # e.g. the generator's own argument checks
