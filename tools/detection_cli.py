@@ -99,14 +99,23 @@ def _detect_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", help="output file; - or none: stdout")
     parser.add_argument("--config", help="detection config JSON (thresholds, allow-lists, monitor mode)")
     parser.add_argument("--monitor", action="store_true", help="monitor mode: flag, never revoke")
+    parser.add_argument("--report", help="also write the HTML report of the verdicts here (as `report` does)")
 
 
 def _detect(args: argparse.Namespace) -> int:
     from detection.detect import detect
 
     _check_out(args)
+    report_to = getattr(args, "report", None)
+    if report_to:
+        output_file(report_to, inputs=[args.logs])
     run = detect(args.logs, fields=args.fields, window_minutes=args.window, now=args.now, config=_config(args))
     _write_json(run.to_dict(), args.out, sys.stdout)
+    if report_to:
+        from tools.verdict_report import build_report, write_report
+
+        write_report(report_to, build_report(run.to_dict(), args.logs, fields=args.fields, config=_config(args)))
+        print(f"wrote {report_to}", file=sys.stderr)
     stats = run.stats
     skipped = stats["records_skipped_total"]
     print(
@@ -127,6 +136,34 @@ def _warn_about_input(report: dict[str, Any]) -> None:
     if skipped:
         print("warning: records skipped: " + ", ".join(f"{n} {kind}" for kind, n in sorted(skipped.items()))
               + " (examples in the JSON's stats.input.examples)", file=sys.stderr)
+
+
+# -- report ---------------------------------------------------------------------------------------------------------
+
+
+def _report_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--verdicts", required=True, help="what detect wrote (--out FILE)")
+    parser.add_argument("--logs", help="the logs detect read: each session's requests drawn as a timeline")
+    parser.add_argument("--fields", help="the real-time log field list, a,b,c (default: fields.txt of the folder)")
+    parser.add_argument("--out", required=True, help="the HTML file to write")
+    parser.add_argument("--ledger", default="LEDGER.sqlite", help="the ledger named in the unrevoke commands")
+    parser.add_argument("--store", default="STORE.json", help="the edge store named in the unrevoke commands")
+    parser.add_argument("--config", help="detection config JSON (its thresholds on the score chart)")
+
+
+def _report(args: argparse.Namespace) -> int:
+    from tools.verdict_report import ReportInputError, build_report, read_verdicts, write_report
+
+    output_file(args.out, inputs=[args.verdicts])
+    try:
+        document = read_verdicts(args.verdicts)
+    except ReportInputError as exc:
+        raise UsageError(str(exc)) from None
+    report = build_report(document, args.logs, fields=args.fields, ledger=args.ledger, store=args.store,
+                          config=_config(args))
+    path = write_report(args.out, report)
+    print(f"wrote {path}: {len(document['sessions'])} flagged sessions", file=sys.stderr)
+    return EXIT_OK
 
 
 # -- replay ---------------------------------------------------------------------------------------------------------
@@ -385,6 +422,7 @@ def _demo(args: argparse.Namespace) -> int:
 COMMANDS: dict[str, Command] = {
     "detect": (_detect_arguments, _detect, "detect pirated sessions in real-time logs (JSON verdicts)"),
     "replay": (_replay_arguments, _replay, "replay logs through the stream consumer on a simulated clock"),
+    "report": (_report_arguments, _report, "an HTML report of detect's verdicts, for your own logs"),
     "run": (_run_arguments, _run, "the workflow's steps on your own logs: detect, record in a ledger, publish to a "
                                   "store (the local twins)"),
     "generate": (_generate_arguments, _generate, "write a labelled synthetic corpus"),

@@ -53,6 +53,8 @@ MAX_ADDRESS_LANES = 24
 #: At most this many lanes in a timeline (the busiest ones; the rest are counted in the title).
 MAX_LANES = 30
 TEMPLATE = "report.html.j2"
+#: The charts' legend: ground truth where the corpus has labels; "unknown" is a session without one (your own logs).
+GROUP_LABELS = {"pirate": "pirate", "legit": "legit", "unknown": "no label"}
 
 
 # -- reading the records of a few sessions -----------------------------------------------------------------------
@@ -276,7 +278,7 @@ def chart_reasons(counts: Mapping[str, Mapping[str, int]]) -> str:
     for group, colour in (("pirate", "#b00020"), ("legit", "#1f77b4"), ("unknown", "#999999")):
         values = np.array([counts[r].get(group, 0) for r in reasons], dtype=float)
         if values.any():
-            ax.barh(range(len(reasons)), values, left=left, color=colour, label=group)
+            ax.barh(range(len(reasons)), values, left=left, color=colour, label=GROUP_LABELS[group])
             left += values
     ax.set_yticks(range(len(reasons)))
     ax.set_yticklabels([_plain(r) for r in reasons], fontsize=8)
@@ -301,7 +303,7 @@ def chart_scores(scores: Mapping[str, Sequence[float]], *, revoke_at: float, fla
     groups = [(g, c) for g, c in (("pirate", "#b00020"), ("legit", "#1f77b4"), ("unknown", "#999999")) if scores.get(g)]
     if groups:
         ax.hist([scores[g] for g, _ in groups], bins=bins, stacked=True, color=[c for _, c in groups],
-                label=[g for g, _ in groups])  # fmt: skip
+                label=[GROUP_LABELS[g] for g, _ in groups])  # fmt: skip
     ax.axvline(flag_at, color="#e69f00", linestyle=":", linewidth=1.2, label=f"flag ≥ {flag_at:g}")
     ax.axvline(revoke_at, color="#b00020", linestyle="--", linewidth=1.2, label=f"revoke ≥ {revoke_at:g}")
     ax.set_xlabel("score", fontsize=8)

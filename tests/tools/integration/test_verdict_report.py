@@ -1,0 +1,75 @@
+"""The report for your own logs: what an operator needs on it, a page that holds 10 000 flagged sessions, and the
+page in a real browser (Chromium from Debian's packages, installed by .ci/run): a screenshot at 1400 px and no
+console error."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from typing import Any
+from urllib.parse import unquote
+
+import pytest
+from markupsafe import escape
+
+from tests.helpers import ROOT
+from tools.generate import generate_corpus
+from tools.verdict_report import CARDS, build_report, render
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def verdicts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    root = tmp_path_factory.mktemp("report")
+    generate_corpus(root / "corpus", sessions=200, minutes=3, seed=5)
+    out = root / "verdicts.json"
+    done = subprocess.run([sys.executable, "-m", "detection", "detect", "--logs", str(root / "corpus"), "--out",
+                           str(out), "--report", str(root / "report.html")], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    return {"root": root, "document": json.loads(out.read_text()), "html": (root / "report.html").read_text()}
+
+
+def test_the_report_has_what_an_operator_reads_first(verdicts: dict[str, Any]) -> None:
+    html, document = verdicts["html"], verdicts["document"]
+    revoked = [s["session_id"] for s in document["sessions"] if s["action"] == "revoke"]
+    assert revoked
+    for anchor in ("#run", "#charts", "#sessions", "#undo"):
+        assert f'href="{anchor}"' in html
+    assert 'id="filter-reason"' in html and 'id="filter-action"' in html
+    for session_id in revoked:  # each revoked session with the command that lifts it
+        assert f"python -m detection unrevoke {session_id} --ledger" in html
+    assert re.search(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", html)
+    assert not re.search(r"\b1767\d{6}(\.\d+)?\b", html)  # no raw epoch anywhere
+    for session in document["sessions"]:  # every user agent (decoded from the log, escaped), shown or folded
+        for agent in session["features"].get("user_agents") or []:
+            assert str(escape(unquote(agent))) in html
+    assert html.count('<img src="data:image/png') == min(len(document["sessions"]), 50)
+
+
+def test_ten_thousand_flagged_sessions_make_a_page_a_browser_opens(verdicts: dict[str, Any]) -> None:
+    one = verdicts["document"]["sessions"][0]
+    many = {"sessions": [{**one, "session_id": f"sess_many_{i:08d}", "score": 1 + i % 7} for i in range(10_000)],
+            "stats": verdicts["document"]["stats"]}
+    html = render(build_report(many))
+    assert html.count('class="session"') == CARDS and html.count('<tr class="row"') == 10_000 - CARDS
+    assert len(html.encode()) < 20_000_000
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="chromium is installed by .ci/run")
+def test_the_report_in_chromium_at_1400_px_without_a_console_error(verdicts: dict[str, Any]) -> None:
+    page = verdicts["root"] / "report.html"
+    shot = verdicts["root"] / "report.png"
+    base = ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--enable-logging=stderr",
+            "--v=0", "--window-size=1400,2000"]
+    taken = subprocess.run([*base, f"--screenshot={shot}", page.as_uri()], capture_output=True, text=True, timeout=120)
+    assert taken.returncode == 0 and shot.stat().st_size > 50_000, taken.stderr[-2000:]
+    assert shot.read_bytes()[16:24] == (1400).to_bytes(4, "big") + (2000).to_bytes(4, "big")  # PNG width, height
+    dom = subprocess.run([*base, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120)
+    sessions = len(verdicts["document"]["sessions"])
+    assert f"{sessions} of {sessions} sessions shown" in dom.stdout  # the filter's script ran
+    console = [line for line in taken.stderr.splitlines() + dom.stderr.splitlines() if "CONSOLE" in line]
+    assert not console, console
