@@ -109,12 +109,14 @@ def _detect(args: argparse.Namespace) -> int:
     report_to = getattr(args, "report", None)
     if report_to:
         output_file(report_to, inputs=[args.logs])
-    run = detect(args.logs, fields=args.fields, window_minutes=args.window, now=args.now, config=_config(args))
+    run = detect(args.logs, fields=args.fields, window_minutes=args.window, now=args.now, config=_config(args),
+                 keep_features=bool(report_to))
     _write_json(run.to_dict(), args.out, sys.stdout)
     if report_to:
         from tools.verdict_report import build_report, write_report
 
-        write_report(report_to, build_report(run.to_dict(), args.logs, fields=args.fields, config=_config(args)))
+        write_report(report_to, build_report(run.to_dict(), args.logs, fields=args.fields, config=_config(args),
+                                             features=run.features))
         print(f"wrote {report_to}", file=sys.stderr)
     stats = run.stats
     skipped = stats["records_skipped_total"]
@@ -159,8 +161,15 @@ def _report(args: argparse.Namespace) -> int:
         document = read_verdicts(args.verdicts)
     except ReportInputError as exc:
         raise UsageError(str(exc)) from None
+    features = None
+    window = (document.get("stats") or {}).get("window") or {}
+    if args.logs and isinstance(window, dict) and window.get("end") and window.get("minutes"):
+        from detection.detect import detect  # the window again, for the features of every session (near misses)
+
+        features = detect(args.logs, fields=args.fields, window_minutes=window["minutes"], now=window["end"],
+                          config=_config(args), keep_features=True).features
     report = build_report(document, args.logs, fields=args.fields, ledger=args.ledger, store=args.store,
-                          config=_config(args))
+                          config=_config(args), features=features)
     path = write_report(args.out, report)
     print(f"wrote {path}: {len(document['sessions'])} flagged sessions", file=sys.stderr)
     return EXIT_OK

@@ -35,6 +35,8 @@ TIMELINES = 50
 CARDS = 500
 #: User agents shown before the rest are folded.
 AGENTS_SHOWN = 3
+#: Sessions listed as near misses.
+NEAR_MISSES = 20
 TEMPLATE = "verdicts.html.j2"
 #: Values that are times (epoch seconds in the verdicts), shown as ISO 8601.
 TIME_KEYS = frozenset({"at", "first_seen", "last_seen", "decided_at", "expires_at", "since", "until"})
@@ -53,6 +55,7 @@ class VerdictReport:
     reasons: list[str]
     actions: list[str]
     charts: dict[str, str] = field(default_factory=dict)
+    near_misses: list[dict[str, Any]] | None = None  # None: not computed (no feature table at hand)
     ledger: str = "LEDGER.sqlite"
     store: str = "STORE.json"
 
@@ -82,8 +85,9 @@ def read_verdicts(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 def build_report(document: dict[str, Any], logs: str | os.PathLike[str] | None = None, *, fields: Any = None,
                  ledger: str = "LEDGER.sqlite", store: str = "STORE.json",
-                 config: DetectionConfig | None = None) -> VerdictReport:
-    """The report of one detect run (its JSON), with the timelines read from ``logs`` when given."""
+                 config: DetectionConfig | None = None, features: Any = None) -> VerdictReport:
+    """The report of one detect run (its JSON), with the timelines read from ``logs`` when given, and the near
+    misses when the run's feature table is (``features``)."""
     sessions = sorted(document["sessions"], key=lambda s: (-float(s.get("score") or 0), str(s.get("session_id"))))
     stats = document.get("stats") or {}
     span = stats.get("window") or {}
@@ -112,7 +116,32 @@ def build_report(document: dict[str, Any], logs: str | os.PathLike[str] | None =
                                                revoke_at=thresholds.revoke_score, flag_at=thresholds.flag_score)
     if logs is not None and cards:
         _timelines(report, logs, fields, window)
+    if features is not None:
+        report.near_misses = near_misses(features, config)
     return report
+
+
+def near_misses(features: Any, config: DetectionConfig | None = None, *, limit: int = NEAR_MISSES
+                ) -> list[dict[str, Any]]:
+    """The sessions the policy did not flag that one minute less of evidence would have: the policy run again
+    with every reason's ``min_minutes`` one lower (at least 1), keeping the sessions it flags only then, highest
+    score first, each with the reasons that would have fired."""
+    from detection.scoring.policy import score_sessions
+    from detection.scoring.reasons import REASONS
+
+    config = config or DetectionConfig()
+    flagged = {v.session_id for v in score_sessions(features, config, run_id="report", decided_at=0).verdicts}
+    update: dict[str, Any] = {}
+    for reason in REASONS:
+        section = config.section(reason.code)
+        if "min_minutes" in type(section).model_fields and section.min_minutes > 1:
+            update[reason.code] = section.model_copy(update={"min_minutes": section.min_minutes - 1})
+    relaxed = score_sessions(features, config.model_copy(update=update), run_id="report-relaxed", decided_at=0)
+    return [
+        {"session_id": v.session_id, "score": v.score,
+         "reasons": [{"code": r.code, "detail": r.detail} for r in v.reasons if r.code in update]}
+        for v in relaxed.verdicts if v.session_id not in flagged and any(r.code in update for r in v.reasons)
+    ][:limit]
 
 
 def _card(session: dict[str, Any], ledger: str, store: str) -> dict[str, Any]:

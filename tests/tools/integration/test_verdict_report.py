@@ -9,6 +9,7 @@ import re
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
@@ -25,7 +26,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 @pytest.fixture(scope="module")
 def verdicts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     root = tmp_path_factory.mktemp("report")
-    generate_corpus(root / "corpus", sessions=200, minutes=3, seed=5)
+    generate_corpus(root / "corpus", sessions=300, minutes=4, seed=8, mix="audience-v2")  # 3 near misses
     out = root / "verdicts.json"
     done = subprocess.run([sys.executable, "-m", "detection", "detect", "--logs", str(root / "corpus"), "--out",
                            str(out), "--report", str(root / "report.html")], cwd=ROOT, capture_output=True, text=True)
@@ -48,6 +49,26 @@ def test_the_report_has_what_an_operator_reads_first(verdicts: dict[str, Any]) -
         for agent in session["features"].get("user_agents") or []:
             assert str(escape(unquote(agent))) in html
     assert html.count('<img src="data:image/png') == min(len(document["sessions"]), 50)
+
+
+def test_near_misses_are_the_sessions_one_minute_short_and_never_flagged_ones(verdicts: dict[str, Any],
+                                                                               tmp_path: Path) -> None:
+    from detection.detect import detect
+    from tools.verdict_report import near_misses
+
+    html = verdicts["html"]
+    assert 'href="#near"' in html and 'id="near"' in html  # detect --report computes them
+    run = detect(verdicts["root"] / "corpus", keep_features=True)
+    flagged = {v.session_id for v in run.verdicts}
+    misses = near_misses(run.features)
+    assert misses and all(m["session_id"] not in flagged and m["reasons"] for m in misses)
+    assert [m["session_id"] for m in misses] == [m["session_id"] for m in sorted(misses, key=lambda m: -m["score"])]
+    out = tmp_path / "again.html"  # report --verdicts --logs reads the window again for them
+    done = subprocess.run([sys.executable, "-m", "detection", "report", "--verdicts",
+                           str(verdicts["root"] / "verdicts.json"), "--logs", str(verdicts["root"] / "corpus"),
+                           "--out", str(out)], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert 'id="near"' in out.read_text() and all(m["session_id"] in out.read_text() for m in misses)
 
 
 def test_ten_thousand_flagged_sessions_make_a_page_a_browser_opens(verdicts: dict[str, Any]) -> None:
