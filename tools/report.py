@@ -413,7 +413,7 @@ class ReportData:
 def _utc(epoch: Any) -> str:
     if epoch is None or (isinstance(epoch, float) and not math.isfinite(epoch)):
         return "-"
-    return datetime.fromtimestamp(float(epoch), UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return datetime.fromtimestamp(float(epoch), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")  # ISO 8601, UTC
 
 
 def _pretty(value: Any) -> str:

@@ -190,5 +190,6 @@ def test_the_report_shows_each_reason_and_escapes_what_came_from_the_logs(hostil
         assert str(escape(reason["detail"])) in page
         for name in [*reason["values"], *reason["thresholds"]]:
             assert f'<span class="muted">{escape(name)}</span>' in page
-    assert "r:" + PIRATE in page and "1767240000|auto" in page
+    assert "r:" + PIRATE in page and "until 2026-01-01T04:00:00Z (auto)" in page  # the store's expiry, as a time
+    assert f"python -m detection unrevoke {PIRATE} --ledger" in page
     assert "403 revoked" in page
