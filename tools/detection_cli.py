@@ -44,14 +44,23 @@ class UsageError(ValueError):
     """Bad input from the command line: printed as ``error: ...``, exit 2."""
 
 
-def _positive_minutes(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of minutes") from None
-    if not math.isfinite(value) or value <= 0 or value > 7 * 24 * 60:
-        raise argparse.ArgumentTypeError(f"the window must be between 0 and {7 * 24 * 60} minutes, not {text}")
-    return value
+def _positive(unit: str, most: float, what: str) -> Callable[[str], float]:
+    """An argparse type: a number of ``unit`` above 0 and at most ``most`` (``what`` names it in the message)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number of {unit}") from None
+        if not math.isfinite(value) or not 0 < value <= most:
+            raise argparse.ArgumentTypeError(f"{what} must be between 0 and {most:g} {unit}, not {text}")
+        return value
+
+    return parse
+
+
+_positive_minutes = _positive("minutes", 7 * 24 * 60, "the window")
+_positive_seconds = _positive("seconds", 300, "the batching window")
 
 
 def _epoch(text: str) -> float:
@@ -176,16 +185,6 @@ def _report(args: argparse.Namespace) -> int:
 
 
 # -- replay ---------------------------------------------------------------------------------------------------------
-
-
-def _positive_seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not math.isfinite(value) or not 0 < value <= 300:
-        raise argparse.ArgumentTypeError(f"the batching window must be between 0 and 300 seconds, not {text}")
-    return value
 
 
 def _replay_arguments(parser: argparse.ArgumentParser) -> None:
