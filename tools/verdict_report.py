@@ -170,7 +170,7 @@ def _card(session: dict[str, Any], ledger: str, store: str) -> dict[str, Any]:
 def _timelines(report: VerdictReport, logs: str | os.PathLike[str], fields: Any, window: list[Any]) -> None:
     from tools.report import load_session_requests, session_slices, timeline_figure
 
-    drawn = [card for card in report.sessions[:TIMELINES]]
+    drawn = report.sessions[:TIMELINES]
     bounds = (float(window[0]), float(window[1])) if None not in window else None
     requests = load_session_requests(logs, [c["session_id"] for c in drawn], window=bounds, fields=fields)
     slices = session_slices(requests)
