@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +16,7 @@ import pytest
 from markupsafe import escape
 
 from tests.helpers import ROOT
+from tests.tools.browser import needs_chromium, open_page
 from tools.generate import generate_corpus
 from tools.verdict_report import CARDS, build_report, render
 
@@ -80,17 +80,10 @@ def test_ten_thousand_flagged_sessions_make_a_page_a_browser_opens(verdicts: dic
     assert len(html.encode()) < 20_000_000
 
 
-@pytest.mark.skipif(shutil.which("chromium") is None, reason="chromium is installed by .ci/run")
+@needs_chromium
 def test_the_report_in_chromium_at_1400_px_without_a_console_error(verdicts: dict[str, Any]) -> None:
-    page = verdicts["root"] / "report.html"
-    shot = verdicts["root"] / "report.png"
-    base = ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--enable-logging=stderr",
-            "--v=0", "--window-size=1400,2000"]
-    taken = subprocess.run([*base, f"--screenshot={shot}", page.as_uri()], capture_output=True, text=True, timeout=120)
-    assert taken.returncode == 0 and shot.stat().st_size > 50_000, taken.stderr[-2000:]
-    assert shot.read_bytes()[16:24] == (1400).to_bytes(4, "big") + (2000).to_bytes(4, "big")  # PNG width, height
-    dom = subprocess.run([*base, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120)
+    opened = open_page(verdicts["root"] / "report.html", verdicts["root"] / "report.png")
+    assert opened.size == (1400, 2000) and opened.screenshot.stat().st_size > 50_000
     sessions = len(verdicts["document"]["sessions"])
-    assert f"{sessions} of {sessions} sessions shown" in dom.stdout  # the filter's script ran
-    console = [line for line in taken.stderr.splitlines() + dom.stderr.splitlines() if "CONSOLE" in line]
-    assert not console, console
+    assert f"{sessions} of {sessions} sessions shown" in opened.dom  # the filter's script ran
+    assert not opened.console, opened.console
