@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -31,11 +33,19 @@ def test_the_function_size_is_the_files() -> None:
     assert number(size) == len((ROOT / "edge" / "viewer_request.js").read_bytes())
 
 
+TRACKED = {Path(line).name for line in subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True,
+                                                         text=True, check=True).stdout.splitlines()}
+
+
 @pytest.mark.parametrize("name", ["README.md", *sorted(DOCS)])
 def test_the_docs_name_nothing_outside_the_repository(name: str) -> None:
+    """No path that climbs out of the checkout, no document the repository does not hold, no issue tracker: a
+    user of the repository has none of them."""
     text = README if name == "README.md" else DOCS[name]
-    for outside in ("../shared", "DESIGN.md", "the issue's", "issue #"):
-        assert outside not in text, f"{name} mentions {outside!r}, which a user of the repository does not have"
+    assert not re.search(r"\.\./", text), f"{name} points above the repository"
+    documents = set(re.findall(r"[\w.-]+\.md\b", text))
+    assert documents <= TRACKED, f"{name} names documents the repository does not hold: {documents - TRACKED}"
+    assert not re.search(r"the issue's|issue #", text), f"{name} refers to an issue"
 
 
 def test_every_repository_path_the_readme_names_exists() -> None:
