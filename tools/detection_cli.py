@@ -108,6 +108,10 @@ def _detect_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", help="output file; - or none: stdout")
     parser.add_argument("--config", help="detection config JSON (thresholds, allow-lists, monitor mode)")
     parser.add_argument("--monitor", action="store_true", help="monitor mode: flag, never revoke")
+
+
+def _detect_command_arguments(parser: argparse.ArgumentParser) -> None:
+    _detect_arguments(parser)
     parser.add_argument("--report", help="also write the HTML report of the verdicts here (as `report` does)")
 
 
@@ -115,18 +119,19 @@ def _detect(args: argparse.Namespace) -> int:
     from detection.detect import detect
 
     _check_out(args)
-    report_to = getattr(args, "report", None)
-    if report_to:
-        output_file(report_to, inputs=[args.logs])
-    run = detect(args.logs, fields=args.fields, window_minutes=args.window, now=args.now, config=_config(args),
-                 keep_features=bool(report_to))
-    _write_json(run.to_dict(), args.out, sys.stdout)
-    if report_to:
+    if args.report:
+        output_file(args.report, inputs=[args.logs])
+    config = _config(args)
+    run = detect(args.logs, fields=args.fields, window_minutes=args.window, now=args.now, config=config,
+                 keep_features=bool(args.report))
+    document = run.to_dict()
+    _write_json(document, args.out, sys.stdout)
+    if args.report:
         from tools.verdict_report import build_report, write_report
 
-        write_report(report_to, build_report(run.to_dict(), args.logs, fields=args.fields, config=_config(args),
-                                             features=run.features))
-        print(f"wrote {report_to}", file=sys.stderr)
+        write_report(args.report, build_report(document, args.logs, fields=args.fields, config=config,
+                                               features=run.features))
+        print(f"wrote {args.report}", file=sys.stderr)
     stats = run.stats
     skipped = stats["records_skipped_total"]
     print(
@@ -170,15 +175,16 @@ def _report(args: argparse.Namespace) -> int:
         document = read_verdicts(args.verdicts)
     except ReportInputError as exc:
         raise UsageError(str(exc)) from None
+    config = _config(args)
     features = None
     window = (document.get("stats") or {}).get("window") or {}
     if args.logs and isinstance(window, dict) and window.get("end") and window.get("minutes"):
         from detection.detect import detect  # the window again, for the features of every session (near misses)
 
         features = detect(args.logs, fields=args.fields, window_minutes=window["minutes"], now=window["end"],
-                          config=_config(args), keep_features=True).features
+                          config=config, keep_features=True).features
     report = build_report(document, args.logs, fields=args.fields, ledger=args.ledger, store=args.store,
-                          config=_config(args), features=features)
+                          config=config, features=features)
     path = write_report(args.out, report)
     print(f"wrote {path}: {len(document['sessions'])} flagged sessions", file=sys.stderr)
     return EXIT_OK
@@ -428,7 +434,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 COMMANDS: dict[str, Command] = {
-    "detect": (_detect_arguments, _detect, "detect pirated sessions in real-time logs (JSON verdicts)"),
+    "detect": (_detect_command_arguments, _detect, "detect pirated sessions in real-time logs (JSON verdicts)"),
     "replay": (_replay_arguments, _replay, "replay logs through the stream consumer on a simulated clock"),
     "report": (_report_arguments, _report, "an HTML report of detect's verdicts, for your own logs"),
     "run": (_run_arguments, _run, "the workflow's steps on your own logs: detect, record in a ledger, publish to a "

@@ -410,10 +410,14 @@ class ReportData:
         return out
 
 
-def _utc(epoch: Any) -> str:
-    if epoch is None or (isinstance(epoch, float) and not math.isfinite(epoch)):
+def iso_utc(epoch: Any) -> str:
+    """Epoch seconds as ISO 8601 UTC (``2026-01-01T00:02:03Z``); ``-`` for nothing, or for what is no time."""
+    if epoch is None or isinstance(epoch, bool):
         return "-"
-    return datetime.fromtimestamp(float(epoch), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")  # ISO 8601, UTC
+    try:
+        return datetime.fromtimestamp(float(epoch), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    except (OverflowError, ValueError, OSError):
+        return "-"
 
 
 def _pretty(value: Any) -> str:
@@ -430,7 +434,7 @@ def _pretty(value: Any) -> str:
     return str(value)
 
 
-def _environment() -> Any:
+def template_environment() -> Any:
     import jinja2
 
     env = jinja2.Environment(
@@ -440,7 +444,7 @@ def _environment() -> Any:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters["utc"] = _utc
+    env.filters["utc"] = iso_utc
     env.filters["pretty"] = _pretty
     env.filters["clock"] = _clock
     return env
@@ -448,7 +452,8 @@ def _environment() -> Any:
 
 def render_report(data: ReportData) -> str:
     """The report's HTML."""
-    return _environment().get_template(TEMPLATE).render(data=data, generated=_utc(datetime.now(UTC).timestamp()))
+    return template_environment().get_template(TEMPLATE).render(data=data,
+                                                             generated=iso_utc(datetime.now(UTC).timestamp()))
 
 
 def write_report(path: str | os.PathLike[str], data: ReportData) -> Path:

@@ -28,6 +28,7 @@ from urllib.parse import unquote
 
 from core.files import replace_file
 from detection.scoring.config import DetectionConfig
+from tools.report import iso_utc as iso
 
 #: Sessions drawn with a timeline of their requests (highest score first): each is an image of about 40 KB.
 TIMELINES = 50
@@ -58,16 +59,6 @@ class VerdictReport:
     near_misses: list[dict[str, Any]] | None = None  # None: not computed (no feature table at hand)
     ledger: str = "LEDGER.sqlite"
     store: str = "STORE.json"
-
-
-def iso(epoch: Any) -> str:
-    """Epoch seconds as ISO 8601 UTC (``2026-01-01T00:02:03Z``); ``-`` for nothing."""
-    if epoch is None or isinstance(epoch, bool):
-        return "-"
-    try:
-        return datetime.fromtimestamp(float(epoch), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    except (OverflowError, ValueError, OSError):
-        return "-"
 
 
 def read_verdicts(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -117,20 +108,19 @@ def build_report(document: dict[str, Any], logs: str | os.PathLike[str] | None =
     if logs is not None and cards:
         _timelines(report, logs, fields, window)
     if features is not None:
-        report.near_misses = near_misses(features, config)
+        report.near_misses = near_misses(features, {str(s.get("session_id")) for s in sessions}, config)
     return report
 
 
-def near_misses(features: Any, config: DetectionConfig | None = None, *, limit: int = NEAR_MISSES
-                ) -> list[dict[str, Any]]:
-    """The sessions the policy did not flag that one minute less of evidence would have: the policy run again
-    with every reason's ``min_minutes`` one lower (at least 1), keeping the sessions it flags only then, highest
-    score first, each with the reasons that would have fired."""
+def near_misses(features: Any, flagged: set[str], config: DetectionConfig | None = None, *,
+                limit: int = NEAR_MISSES) -> list[dict[str, Any]]:
+    """The sessions not ``flagged`` that one minute less of evidence would have flagged: the policy run again with
+    every reason's ``min_minutes`` one lower (at least 1), highest score first, each with the reasons that would
+    have fired."""
     from detection.scoring.policy import score_sessions
     from detection.scoring.reasons import REASONS
 
     config = config or DetectionConfig()
-    flagged = {v.session_id for v in score_sessions(features, config, run_id="report", decided_at=0).verdicts}
     update: dict[str, Any] = {}
     for reason in REASONS:
         section = config.section(reason.code)
@@ -162,7 +152,8 @@ def _card(session: dict[str, Any], ledger: str, store: str) -> dict[str, Any]:
         "session_id": session_id, "action": str(session.get("action")), "score": session.get("score"),
         "reasons": reasons, "codes": [r.get("code") for r in session.get("reasons") or []],
         "features": features, "agents_shown": agents[:AGENTS_SHOWN], "agents_folded": agents[AGENTS_SHOWN:],
-        "agents_total": max(len(agents), int(features.get("distinct_user_agents") or 0)), "agents_listed": len(agents), "decided_at": iso(session.get("decided_at")), "unrevoke": lift,
+        "agents_total": max(len(agents), int(features.get("distinct_user_agents") or 0)),
+        "agents_listed": len(agents), "decided_at": iso(session.get("decided_at")), "unrevoke": lift,
         "timeline": None, "timeline_note": "",
     }  # fmt: skip
 
@@ -181,9 +172,9 @@ def _timelines(report: VerdictReport, logs: str | os.PathLike[str], fields: Any,
 
 
 def render(report: VerdictReport) -> str:
-    from tools.report import _environment
+    from tools.report import template_environment
 
-    environment = _environment()
+    environment = template_environment()
     environment.filters["iso"] = iso
     return environment.get_template(TEMPLATE).render(report=report, generated=iso(datetime.now(UTC).timestamp()),
                                                      cards=len(report.sessions), card_limit=CARDS)

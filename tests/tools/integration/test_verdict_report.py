@@ -60,7 +60,7 @@ def test_near_misses_are_the_sessions_one_minute_short_and_never_flagged_ones(ve
     assert 'href="#near"' in html and 'id="near"' in html  # detect --report computes them
     run = detect(verdicts["root"] / "corpus", keep_features=True)
     flagged = {v.session_id for v in run.verdicts}
-    misses = near_misses(run.features)
+    misses = near_misses(run.features, flagged)
     assert misses and all(m["session_id"] not in flagged and m["reasons"] for m in misses)
     assert [m["session_id"] for m in misses] == [m["session_id"] for m in sorted(misses, key=lambda m: -m["score"])]
     out = tmp_path / "again.html"  # report --verdicts --logs reads the window again for them
