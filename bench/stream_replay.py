@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -30,13 +29,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from detection.scoring.config import DetectionConfig  # noqa: E402
-from detection.stream.replay import replay  # noqa: E402
+from detection.stream.replay import quantile, replay  # noqa: E402
 from tools.suite import Suite, corpus_for  # noqa: E402
-
-
-def quantile(values: Sequence[float], q: float) -> float | None:
-    ordered = sorted(values)
-    return round(ordered[min(len(ordered) - 1, math.ceil(q * len(ordered)) - 1)], 1) if ordered else None
 
 
 def replayed(corpus: Path, batch_seconds: float, config: DetectionConfig) -> tuple[pd.DataFrame, dict[str, Any]]:

@@ -136,11 +136,11 @@ def replay(
     return out
 
 
+def quantile(values: Sequence[float], q: float) -> float | None:
+    """The nearest-rank ``q`` quantile of ``values`` (any order), to a tenth; None for no values."""
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, math.ceil(q * len(ordered)) - 1)], 1) if ordered else None
+
+
 def _quantiles(values: Sequence[float]) -> dict[str, float | None]:
-    if not values:
-        return {"p50": None, "p95": None, "max": None}
-
-    def at(q: float) -> float:
-        return round(values[min(len(values) - 1, math.ceil(q * len(values)) - 1)], 1)
-
-    return {"p50": at(0.5), "p95": at(0.95), "max": round(values[-1], 1)}
+    return {"p50": quantile(values, 0.5), "p95": quantile(values, 0.95), "max": quantile(values, 1.0)}
