@@ -261,9 +261,10 @@ def revoke_run(
     until the latest ``exp`` seen for its session (``token_exps[session_id]``) plus ``margin``.
 
     A session whose tokens (those seen, and the latest the issuer recorded) all expired before ``now`` is left
-    unrevoked: no token of it works any more. Idempotent: a re-run of the same window records nothing new, and with the same token expiries leaves the
-    revocations as they are (a revocation is never shortened). A session whose revocation an operator lifted is not
-    revoked again while that revocation would have lasted (outcome ``suppressed``).
+    unrevoked: no token of it works any more. Idempotent: a re-run of the same window records nothing new, and with
+    the same token expiries leaves the revocations as they are (a revocation is never shortened). A session whose
+    revocation an operator lifted is not revoked again while that revocation would have lasted (outcome
+    ``suppressed``).
     """
     if not RUN_ID_PATTERN.match(run_id):
         raise InvalidRevocation(f"{run_id!r} is not a valid run id ({RUN_ID_PATTERN.pattern})")

@@ -3,8 +3,8 @@
 * :func:`output_folder`: a folder the command fills. It must not be an existing file, nor the input or inside it
   (or hold it). A non-empty folder is refused unless this command made it (its marker file is there); then the
   command's earlier output is removed first, so no old file is left beside the new ones.
-* :func:`output_file`: a file the command writes. It must not be a folder, nor one of the inputs, and its parent
-  must be a folder or creatable.
+* :func:`output_file`: a file the command writes. It must not be a folder, nor one of the inputs, and no file may
+  stand where one of its folders would be. Nothing is made before the command writes.
 
 Both raise :class:`OutputPathError` (a ``ValueError``) with one sentence that says what to do instead.
 """
@@ -60,7 +60,7 @@ def output_folder(out: str | os.PathLike[str], *, marker: str, command: str,
 
 
 def output_file(out: str | os.PathLike[str], *, inputs: Iterable[str | os.PathLike[str]] = ()) -> Path:
-    """Check that ``out`` can be written as a file (see the module docstring); make its parent folders."""
+    """Check that ``out`` can be written as a file (see the module docstring)."""
     target = Path(out)
     if target.is_dir():
         raise OutputPathError(f"--out {target} is a folder; give a file name, e.g. {target / 'out.json'}")
@@ -71,8 +71,4 @@ def output_file(out: str | os.PathLike[str], *, inputs: Iterable[str | os.PathLi
     blocking = next((p for p in (parent, *parent.parents) if p.exists()), None)
     if blocking is not None and not blocking.is_dir():
         raise OutputPathError(f"cannot write {target}: {blocking} is a file, not a folder")
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputPathError(f"cannot make the folder {parent}: {exc.strerror or exc}") from None
-    return target
+    return target  # its folders are made when it is written, so a check that fails later leaves nothing behind

@@ -53,6 +53,7 @@ CASES = [
     (["detection", "detect", "--logs", "corpus", "--window", "0"], "window"),
     (["detection", "detect", "--logs", "corpus", "--now", "yesterday"], "epoch seconds"),
     (["detection", "detect", "--logs", "mixed", "--out", "v.json"], "both Parquet"),
+    (["detection", "detect", "--logs", "nothing-here", "--out", "new-folder/v.json"], "not found"),
     (["detection", "detect", "--logs", "corpus", "--config", "no-config.json"], "detection config"),
     (["detection", "generate", "--out", "afile.txt", "--sessions", "5", "--minutes", "1", "--seed", "1"],
      "is a file, not a folder"),
