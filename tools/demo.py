@@ -400,8 +400,8 @@ def run_demo(
     }
 
     with progress.step("write the report") as step:
-        report_path = _report(root / "report.html", run, config, labels, requests, slices, replays, evaluation,
-                              run_info, store.items("r:"), progress)  # fmt: skip
+        report_path = _report(root / "report.html", run, config, labels, requests, replays, evaluation, run_info,
+                              store.items("r:"), progress)  # fmt: skip
         step.note = f"{report_path} ({report_path.stat().st_size // 1024} KiB)"
 
     total = time.perf_counter() - started
@@ -429,51 +429,30 @@ def _report(
     config: Any,
     labels: dict[str, dict[str, Any]],
     requests: Any,
-    slices: dict[str, tuple[int, int]],
     replays: list[Any],
     evaluation: dict[str, Any],
     run_info: dict[str, Any],
     revocation_items: dict[str, str],
     progress: Progress,
 ) -> Path:
-    from tools.report import FlaggedSession, ReportData, chart_reasons, chart_scores, timeline_figure, write_report
+    from tools.report import ReportData, chart_reasons, chart_scores, write_report
+    from tools.session_cards import draw_timelines, flagged_sessions
 
-    replay_of = {r.session_id: r for r in replays}
-    revocations = {key[2:]: value for key, value in revocation_items.items()}
-    flagged = []
+    flagged = flagged_sessions(
+        [v.to_dict() for v in run.score.verdicts], ledger=str(path.parent / "ledger.sqlite"),
+        store=str(path.parent / "edge-store.json"), labels=labels, replays={r.session_id: r for r in replays},
+        revocations={key[2:]: value for key, value in revocation_items.items()},
+    )  # fmt: skip
+    draw_timelines(flagged, requests, run_at=run.window[1], tick=progress.tick)
     reason_counts: dict[str, dict[str, int]] = {}
     scores: dict[str, list[float]] = {}
-    for n, verdict in enumerate(run.score.verdicts, 1):
-        label = labels.get(verdict.session_id, {})
-        truth = str(label.get("label", "unknown"))
-        data = verdict.to_dict()
-        scores.setdefault(truth, []).append(float(verdict.score))
-        for reason in data["reasons"]:
-            bucket = reason_counts.setdefault(reason["code"], {})
-            bucket[truth] = bucket.get(truth, 0) + 1
-        replay = replay_of.get(verdict.session_id)
-        session = FlaggedSession(
-            session_id=verdict.session_id,
-            score=float(verdict.score),
-            action=data["action"],
-            label=truth,
-            kind=str(label.get("kind", "-")),
-            reasons=data["reasons"],
-            features=data["features"],
-            revocation=revocations.get(verdict.session_id),
-            replay=replay,
-        )
-        if verdict.session_id in slices:
-            start, stop = slices[verdict.session_id]
-            session.timeline, session.timeline_note = timeline_figure(
-                requests.slice(start, stop - start),
-                run_at=run.window[1],
-                replay=(replay.at, replay.status, replay.reason, replay.ip) if replay else None,
-            )
-        flagged.append(session)
-        progress.tick(f"{n}/{len(run.score.verdicts)} timelines")
+    for row in flagged.rows:
+        scores.setdefault(row["label"], []).append(float(row["score"]))
+        for code in row["codes"]:
+            bucket = reason_counts.setdefault(code, {})
+            bucket[row["label"]] = bucket.get(row["label"], 0) + 1
     charts = {}
-    if flagged:
+    if flagged.rows:
         charts["scores"] = chart_scores(scores, revoke_at=config.revoke_score, flag_at=config.flag_score)
         charts["reasons"] = chart_reasons(reason_counts)
     steps = [{"name": s.name, "seconds": s.seconds, "note": s.note} for s in progress.steps]

@@ -163,7 +163,8 @@ def _report_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fields", help="the real-time log field list, a,b,c (default: fields.txt of the folder)")
     parser.add_argument("--out", required=True, help="the HTML file to write")
     parser.add_argument("--ledger", default="LEDGER.sqlite", help="the ledger named in the unrevoke commands")
-    parser.add_argument("--store", default="STORE.json", help="the edge store named in the unrevoke commands")
+    parser.add_argument("--store", default="STORE.json", help="the edge store named in the unrevoke commands; a local one that exists is read for "
+                        "each revocation's entry")
     parser.add_argument("--config", help="detection config JSON (its thresholds on the score chart)")
 
 
@@ -184,10 +185,22 @@ def _report(args: argparse.Namespace) -> int:
         features = detect(args.logs, fields=args.fields, window_minutes=window["minutes"], now=window["end"],
                           config=config, keep_features=True).features
     report = build_report(document, args.logs, fields=args.fields, ledger=args.ledger, store=args.store,
-                          config=config, features=features)
+                          revocations=_store_revocations(args.store), config=config, features=features)
     path = write_report(args.out, report)
     print(f"wrote {path}: {len(document['sessions'])} flagged sessions", file=sys.stderr)
     return EXIT_OK
+
+
+def _store_revocations(store: str) -> dict[str, str] | None:
+    """The ``r:`` entries of a local edge store that exists (what the report shows beside each session), else None."""
+    if not store.lower().endswith(".json") or not Path(store).is_file():
+        return None
+    from edge.store import EdgeStoreError, open_store
+
+    try:
+        return {key[2:]: value for key, value in open_store(store).items("r:").items()}
+    except EdgeStoreError as exc:
+        raise UsageError(f"cannot read the edge store {store}: {exc}") from None
 
 
 # -- replay ---------------------------------------------------------------------------------------------------------

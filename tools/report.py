@@ -10,6 +10,9 @@ nothing else to open. No template output is marked safe.
 records into a timeline (time on x, one lane per address, or per network when there are too many addresses,
 coloured by country).
 
+The flagged sessions are drawn as in the report for your own logs: :mod:`tools.session_cards` and
+``templates/_flagged.html.j2``.
+
 jinja2 and matplotlib are the ``demo`` extra: imported only when a report is made.
 """
 
@@ -23,8 +26,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
-from urllib.parse import unquote
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -32,9 +34,11 @@ import pyarrow.compute as pc
 
 from core.files import replace_file
 
+if TYPE_CHECKING:
+    from tools.session_cards import FlaggedSessions
+
 __all__ = [
     "REQUEST_COLUMNS",
-    "FlaggedSession",
     "ReplayRow",
     "ReportData",
     "chart_reasons",
@@ -195,8 +199,8 @@ def timeline_figure(
     colour_of = {c: palette[i] for i, c in enumerate(country_names)}
     country_of = np.asarray(countries, dtype=object)
 
-    height = 0.9 + 0.2 * max(len(lanes), 3)
-    fig = _figure(11.0, height, left=2.7, right=1.9, top=0.15, bottom=0.55)
+    height = 1.0 + 0.22 * max(len(lanes), 3)
+    fig = _figure(13.0, height, left=2.9, right=2.2, top=0.15, bottom=0.6)
     ax = fig.add_subplot()
     ok = shown & served
     for cc in country_names:
@@ -220,18 +224,18 @@ def timeline_figure(
         labels = [f"{k}  AS{lane_asn[k]} {lane_country[k]}" for k in lanes]
     else:
         labels = [f"AS{k} {lane_country[k]}" for k in lanes]
-    ax.set_yticklabels([_plain(t) for t in labels], fontsize=7, family="monospace")
+    ax.set_yticklabels([_plain(t) for t in labels], fontsize=9, family="monospace")
     ax.set_ylim(-0.8, max(len(lanes), 1) - 0.2)
     ax.invert_yaxis()
     ax.xaxis.set_major_locator(MultipleLocator(_time_step(ax.get_xlim())))
     ax.xaxis.set_major_formatter(FuncFormatter(_clock))
-    ax.tick_params(axis="x", labelsize=8)
-    ax.set_xlabel("time (UTC)", fontsize=8)
+    ax.tick_params(axis="x", labelsize=10)
+    ax.set_xlabel("time (UTC)", fontsize=10)
     ax.grid(axis="x", color="#dddddd", linewidth=0.6)
     ax.set_axisbelow(True)
     handles, names = ax.get_legend_handles_labels()
     if handles:
-        ax.legend(handles[:14], names[:14], fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False,
+        ax.legend(handles[:14], names[:14], fontsize=9, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False,
                   markerscale=1.5)  # fmt: skip
     lane_kind = "address" if by_address else "network (ASN)"
     note = f"{len(requests)} records; one lane per {lane_kind}, colour = country"
@@ -239,7 +243,7 @@ def timeline_figure(
         note += f" ({len(set(ips))} addresses)"
     if hidden:
         note += f"; {hidden} quieter lanes not drawn"
-    return _data_uri(fig, "png", dpi=80), note
+    return _data_uri(fig, "png", dpi=100), note  # 1300 px wide: 9 pt is 12.5 px on a 1400 px screen
 
 
 def _time_step(limits: tuple[float, float]) -> float:
@@ -272,7 +276,7 @@ def chart_reasons(counts: Mapping[str, Mapping[str, int]]) -> str:
     from matplotlib.ticker import MaxNLocator
 
     reasons = sorted(counts, key=lambda r: sum(counts[r].values()))
-    fig = _figure(7.0, 0.9 + 0.28 * max(len(reasons), 2), left=1.7, right=1.0)
+    fig = _figure(7.0, 0.9 + 0.3 * max(len(reasons), 2), left=2.1, right=1.3)
     ax = fig.add_subplot()
     left = np.zeros(len(reasons))
     for group, colour in (("pirate", "#b00020"), ("legit", "#1f77b4"), ("unknown", "#999999")):
@@ -281,12 +285,12 @@ def chart_reasons(counts: Mapping[str, Mapping[str, int]]) -> str:
             ax.barh(range(len(reasons)), values, left=left, color=colour, label=GROUP_LABELS[group])
             left += values
     ax.set_yticks(range(len(reasons)))
-    ax.set_yticklabels([_plain(r) for r in reasons], fontsize=8)
-    ax.set_xlabel("flagged sessions where the reason fired", fontsize=8)
-    ax.tick_params(axis="x", labelsize=8)
+    ax.set_yticklabels([_plain(r) for r in reasons], fontsize=10)
+    ax.set_xlabel("flagged sessions where the reason fired", fontsize=10)
+    ax.tick_params(axis="x", labelsize=10)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     if reasons:
-        ax.legend(fontsize=8, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+        ax.legend(fontsize=10, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     return _data_uri(fig, "svg")
 
 
@@ -295,7 +299,7 @@ def chart_scores(scores: Mapping[str, Sequence[float]], *, revoke_at: float, fla
     flag and revoke thresholds, as an SVG ``data:`` URI."""
     from matplotlib.ticker import MaxNLocator
 
-    fig = _figure(7.0, 2.6, left=0.7, right=1.4)
+    fig = _figure(7.0, 3.0, left=0.8, right=1.6, bottom=0.6)
     ax = fig.add_subplot()
     every = [s for values in scores.values() for s in values]
     top = max([*every, revoke_at]) if every else revoke_at
@@ -306,11 +310,11 @@ def chart_scores(scores: Mapping[str, Sequence[float]], *, revoke_at: float, fla
                 label=[GROUP_LABELS[g] for g, _ in groups])  # fmt: skip
     ax.axvline(flag_at, color="#e69f00", linestyle=":", linewidth=1.2, label=f"flag ≥ {flag_at:g}")
     ax.axvline(revoke_at, color="#b00020", linestyle="--", linewidth=1.2, label=f"revoke ≥ {revoke_at:g}")
-    ax.set_xlabel("score", fontsize=8)
-    ax.set_ylabel("sessions", fontsize=8)
-    ax.tick_params(labelsize=8)
+    ax.set_xlabel("score", fontsize=10)
+    ax.set_ylabel("sessions", fontsize=10)
+    ax.tick_params(labelsize=10)
     ax.yaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.legend(fontsize=8, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    ax.legend(fontsize=10, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     return _data_uri(fig, "svg")
 
 
@@ -366,27 +370,6 @@ class ReplayRow:
 
 
 @dataclass
-class FlaggedSession:
-    """A flagged session as the report shows it: the verdict, the ground truth, its timeline and its replay."""
-
-    session_id: str
-    score: float
-    action: str
-    label: str  # ground truth: pirate, legit, or unknown
-    kind: str
-    reasons: list[dict[str, Any]]  # Reason.to_dict(): code, detail, weight, values, thresholds
-    features: dict[str, Any]
-    revocation: str | None = None  # the edge store's r: value
-    replay: ReplayRow | None = None
-    timeline: str | None = None  # data: URI
-    timeline_note: str = ""
-
-    @property
-    def user_agents(self) -> list[str]:
-        return [unquote(str(u)) for u in (self.features.get("user_agents") or [])]
-
-
-@dataclass
 class ReportData:
     """Everything the report shows. Plain values; the template formats them."""
 
@@ -394,7 +377,7 @@ class ReportData:
     run: dict[str, Any]
     steps: list[dict[str, Any]]
     evaluation: dict[str, Any]
-    flagged: list[FlaggedSession]
+    flagged: FlaggedSessions  # tools.session_cards
     replays: list[ReplayRow]
     charts: dict[str, str] = field(default_factory=dict)
     detect_timings: dict[str, float] = field(default_factory=dict)
@@ -457,9 +440,13 @@ def render_report(data: ReportData) -> str:
 
 
 def write_report(path: str | os.PathLike[str], data: ReportData) -> Path:
-    """Render the report to ``path`` (written to a temporary file, then moved into place) and return the path."""
+    """Render the report to ``path`` and return the path."""
+    return write_html(path, render_report(data))
+
+
+def write_html(path: str | os.PathLike[str], html: str) -> Path:
+    """``html`` into ``path`` (written to a temporary file, then moved into place: never half a page)."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    html = render_report(data)
     replace_file(target, html.encode("utf-8"), new_file_mode=0o644)
     return target

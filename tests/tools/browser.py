@@ -25,13 +25,14 @@ class Opened:
         return int.from_bytes(header[:4], "big"), int.from_bytes(header[4:], "big")
 
 
-def open_page(page: Path, screenshot: Path, *, width: int = 1400, height: int = 2000) -> Opened:
+def open_page(page: Path, screenshot: Path, *, width: int = 1400, height: int = 2000, fragment: str = "") -> Opened:
+    """``page`` (at ``#fragment`` when given) at ``width`` x ``height``."""
     base = ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--enable-logging=stderr",
             "--v=0", f"--window-size={width},{height}"]
-    taken = subprocess.run([*base, f"--screenshot={screenshot}", page.as_uri()], capture_output=True, text=True,
-                           timeout=120)
+    address = page.as_uri() + (f"#{fragment}" if fragment else "")
+    taken = subprocess.run([*base, f"--screenshot={screenshot}", address], capture_output=True, text=True, timeout=120)
     assert taken.returncode == 0 and screenshot.is_file(), taken.stderr[-2000:]
-    dom = subprocess.run([*base, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120)
+    dom = subprocess.run([*base, "--dump-dom", address], capture_output=True, text=True, timeout=120)
     assert dom.returncode == 0, dom.stderr[-2000:]
     console = [line for line in taken.stderr.splitlines() + dom.stderr.splitlines() if "CONSOLE" in line]
     return Opened(dom.stdout, console, screenshot)

@@ -18,15 +18,9 @@ from revocation.ledger import open_ledger
 from tests.helpers import ROOT
 from tests.tools.browser import needs_chromium, open_page
 from tools.demo import DemoError, corpus_signing_key, run_demo
-from tools.report import (
-    FlaggedSession,
-    ReplayRow,
-    ReportData,
-    load_session_requests,
-    render_report,
-    timeline_figure,
-)
+from tools.report import ReplayRow, ReportData, load_session_requests, render_report, timeline_figure
 from tools.scenarios import Viewer, playback, session_token, write_firehose
+from tools.session_cards import OPEN_CARDS, TIMELINES, flagged_sessions
 
 T0 = 1_767_225_600
 #: Small enough for a test, and a seed whose run revokes no legit viewer (the demo then exits 0).
@@ -91,7 +85,12 @@ def test_the_report_names_every_revoked_session_with_its_reasons(demo) -> None:
     assert summary["revoked_sessions"]
     for sid in summary["revoked_sessions"]:
         assert f'id="s-{sid}"' in page
-    assert page.count('src="data:image/png;base64,') == len(summary["flagged_sessions"])  # one timeline each
+    flagged = summary["flagged_sessions"]
+    assert page.count('src="data:image/png;base64,') == min(len(flagged), TIMELINES)  # one timeline each
+    assert page.count('<tr class="row"') == len(flagged)
+    for sid in summary["revoked_sessions"]:  # the command that lifts it names the demo's own ledger and store
+        assert (f"python -m detection unrevoke {sid} --ledger {out / 'ledger.sqlite'} "
+                f"--store {out / 'edge-store.json'}") in page
     assert page.count('src="data:image/svg+xml;base64,') == 2  # scores and reasons
     assert page.count("<script") == 1 and 'src="http' not in page  # its own filter alone; nothing to fetch
 
@@ -103,6 +102,13 @@ def test_the_demo_report_in_chromium_without_a_console_error(demo, tmp_path) -> 
     opened = open_page(out / "report.html", tmp_path / "demo.png", height=1200)
     assert opened.size == (1400, 1200) and not opened.console, opened.console
     assert re.search(r"(\d+) of \1 sessions shown", opened.dom)  # the filter's script ran over every session
+    flagged = summary["flagged_sessions"]
+    assert opened.dom.count("<details open") == min(len(flagged), OPEN_CARDS)  # the highest scores open, the rest folded
+    if len(flagged) > OPEN_CARDS:  # a link to a folded session opens it
+        last = flagged[-1]
+        linked = open_page(out / "report.html", tmp_path / "linked.png", height=1200, fragment=f"s-{last}")
+        section = linked.dom.split(f'id="s-{last}"', 1)[1]
+        assert section.lstrip().split(">", 1)[1].lstrip().startswith("<details open")
 
 
 def test_a_second_run_into_the_same_folder_replaces_the_first(demo, tmp_path) -> None:
@@ -175,9 +181,9 @@ def test_the_report_shows_each_reason_and_escapes_what_came_from_the_logs(hostil
     replay = ReplayRow(session_id=PIRATE, group="pirate", kind="token_sharing", revoked=True,
                        uri=requests["cs_uri_stem"][0].as_py(), ip="198.51.100.7", country="DE", user_agent=HOSTILE_UA,
                        at=run.window[1] + 30, status=403, reason="revoked", expected="403 revoked")  # fmt: skip
-    session = FlaggedSession(session_id=PIRATE, score=verdict.score, action=data["action"], label="pirate",
-                             kind="token_sharing", reasons=data["reasons"], features=data["features"],
-                             revocation="1767240000|auto", replay=replay, timeline=timeline, timeline_note=note)  # fmt: skip
+    flagged = flagged_sessions([data], labels={PIRATE: {"label": "pirate", "kind": "token_sharing"}},
+                               revocations={PIRATE: "1767240000|auto"}, replays={PIRATE: replay})
+    flagged.cards[0]["timeline"], flagged.cards[0]["timeline_note"] = timeline, note
     page = render_report(ReportData(
         title="test <report>", run={"run_id": run.run_id, "window_start": run.window[0], "window_end": run.window[1],
                                     "window_minutes": 10, "records": 1, "records_skipped": 0, "sessions": 5,
@@ -186,7 +192,7 @@ def test_the_report_shows_each_reason_and_escapes_what_came_from_the_logs(hostil
         steps=[{"name": "step <1>", "seconds": 0.5, "note": "n"}],
         evaluation={"precision": 1.0, "recall": 1.0, "false_positive_rate": 0.0, "tp": 1, "fp": 0, "fn": 0,
                     "missed": []},
-        flagged=[session], replays=[replay],
+        flagged=flagged, replays=[replay],
     ))  # fmt: skip
 
     # the user agent is shown, as text: never as markup
@@ -199,6 +205,6 @@ def test_the_report_shows_each_reason_and_escapes_what_came_from_the_logs(hostil
         assert str(escape(reason["detail"])) in page
         for name in [*reason["values"], *reason["thresholds"]]:
             assert f'<span class="muted">{escape(name)}</span>' in page
-    assert "r:" + PIRATE in page and "until 2026-01-01T04:00:00Z (auto)" in page  # the store's expiry, as a time
+    assert f"<code>r:{PIRATE}</code> until 2026-01-01T04:00:00Z (auto)" in page  # the store's expiry, as a time
     assert f"python -m detection unrevoke {PIRATE} --ledger" in page
     assert "403 revoked" in page

@@ -18,7 +18,8 @@ from markupsafe import escape
 from tests.helpers import ROOT
 from tests.tools.browser import needs_chromium, open_page
 from tools.generate import generate_corpus
-from tools.verdict_report import CARDS, build_report, render
+from tools.session_cards import CARDS, PAGE_SIZE
+from tools.verdict_report import build_report, render
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -71,13 +72,35 @@ def test_near_misses_are_the_sessions_one_minute_short_and_never_flagged_ones(ve
     assert 'id="near"' in out.read_text() and all(m["session_id"] in out.read_text() for m in misses)
 
 
-def test_ten_thousand_flagged_sessions_make_a_page_a_browser_opens(verdicts: dict[str, Any]) -> None:
+@pytest.fixture(scope="module")
+def ten_thousand(verdicts: dict[str, Any]) -> Path:
     one = verdicts["document"]["sessions"][0]
     many = {"sessions": [{**one, "session_id": f"sess_many_{i:08d}", "score": 1 + i % 7} for i in range(10_000)],
             "stats": verdicts["document"]["stats"]}
-    html = render(build_report(many))
-    assert html.count('class="session"') == CARDS and html.count('<tr class="row"') == 10_000 - CARDS
+    page = verdicts["root"] / "many.html"
+    page.write_text(render(build_report(many)), encoding="utf-8")
+    return page
+
+
+def test_ten_thousand_flagged_sessions_make_a_page_a_browser_opens(ten_thousand: Path) -> None:
+    html = ten_thousand.read_text(encoding="utf-8")
+    assert html.count('<section class="session"') == CARDS and html.count('<tr class="row"') == 10_000
+    assert html.count('<a href="#s-') == CARDS  # the rows past the cards link nowhere
     assert len(html.encode()) < 20_000_000
+
+
+@needs_chromium
+def test_ten_thousand_sessions_are_paged_and_a_link_turns_to_its_page(ten_thousand: Path, tmp_path: Path) -> None:
+    opened = open_page(ten_thousand, tmp_path / "many.png", height=1400)
+    assert not opened.console, opened.console
+    assert f"10000 of 10000 sessions shown; rows 1 to {PAGE_SIZE}, page 1 of {10_000 // PAGE_SIZE}" in opened.dom
+    assert len(re.findall(r'<tr class="row"[^>]* hidden="">', opened.dom)) == 10_000 - PAGE_SIZE  # one page laid out
+    assert len(re.findall(r'<section class="session"[^>]* hidden="">', opened.dom)) == CARDS - PAGE_SIZE
+    target = re.findall(r'<tr class="row" data-session="([^"]+)"', ten_thousand.read_text())[3 * PAGE_SIZE + 7]
+    linked = open_page(ten_thousand, tmp_path / "linked.png", height=1400, fragment=f"s-{target}")
+    assert f"rows {3 * PAGE_SIZE + 1} to {4 * PAGE_SIZE}, page 4 of 100" in linked.dom  # a link turns to the row's page
+    card = re.search(rf'<section class="session"[^>]* id="s-{target}"[^>]*>\s*<details( open)?', linked.dom)
+    assert card and "hidden" not in card.group(0) and card.group(1) == " open"  # shown, and open
 
 
 @needs_chromium
