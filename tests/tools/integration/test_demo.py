@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import html
 import json
+import os
 import re
+import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -93,6 +97,22 @@ def test_the_report_names_every_revoked_session_with_its_reasons(demo) -> None:
                 f"--store {out / 'edge-store.json'}") in page
     assert page.count('src="data:image/svg+xml;base64,') == 2  # scores and reasons
     assert page.count("<script") == 1 and 'src="http' not in page  # its own filter alone; nothing to fetch
+
+
+@pytest.mark.e2e
+def test_the_unrevoke_command_the_report_prints_lifts_the_revocation(demo, tmp_path) -> None:
+    out, _, summary = demo
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy, ignore=shutil.ignore_patterns("corpus"))  # the command, on a copy of the demo's state
+    sid = summary["revoked_sessions"][0]
+    page = (out / "report.html").read_text(encoding="utf-8")
+    command = html.unescape(re.search(rf"python -m detection unrevoke {re.escape(sid)} [^<]*", page).group(0))
+    command = command.replace(str(out), str(copy))
+    done = subprocess.run(["bash", "-c", command.replace("python", shlex.quote(sys.executable), 1)], cwd=ROOT,
+                          env={**os.environ, "USER": "operator-on-duty"}, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert f"r:{sid}" not in open_store(copy / "edge-store.json").items("r:")
+    assert f"r:{sid}" in open_store(out / "edge-store.json").items("r:")  # the demo's own is untouched
 
 
 @pytest.mark.e2e

@@ -13,6 +13,7 @@ import re
 import shlex
 import socket
 import subprocess
+import sys
 import urllib.request
 from pathlib import Path
 
@@ -94,3 +95,81 @@ def test_the_readme_block_runs_as_written(tmp_path: Path) -> None:
                "ledger.sqlite", "media/"]
     ignored = subprocess.run(["git", "check-ignore", *created], cwd=ROOT, capture_output=True, text=True)
     assert ignored.stdout.split() == created  # what the block makes in a checkout, git leaves alone
+
+
+# -- the other blocks, and the CLI reference -------------------------------------------------------------------------
+
+
+def make_dry_run(target: str) -> list[str]:
+    """The commands ``make <target>`` runs (``make -n``), its prerequisites' included."""
+    done = subprocess.run(["make", "-n", "-C", str(ROOT), target], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return [line for line in done.stdout.splitlines() if line and not line.startswith("make")]
+
+
+def test_the_first_block_make_demo_runs_the_demo_and_prints_what_the_readme_says(tmp_path: Path) -> None:
+    """``make demo``'s own recipe (from ``make -n``), run in a fresh folder: exit 0, the summary the README lists,
+    and ``out/demo/report.html``."""
+    first = README.split("```bash\n", 1)[1].split("\n```", 1)[0]  # the README's first block
+    assert [line.split("#")[0].strip() for line in first.splitlines()] == ["make demo", "make test"]
+    recipe = make_dry_run("demo")[-1]
+    assert recipe == ".venv/bin/python -m detection demo"
+    (tmp_path / ".venv").symlink_to(ROOT / ".venv")
+    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(tmp_path), "PYTHONPATH": str(ROOT), "LANG": "C.UTF-8"}
+    done = subprocess.run(shlex.split(recipe), cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    for shown in ("precision / recall", "edge replay: revoked pirates", "edge replay: legit viewers", "timings",
+                  "report: out/demo/report.html", "demo passed"):  # fmt: skip
+        assert shown in done.stdout, shown
+    assert "1500 sessions x 10 min, seed 2026" in done.stdout  # the defaults the README gives
+    assert (tmp_path / "out" / "demo" / "report.html").stat().st_size > 100_000
+
+
+def test_make_test_runs_pytest_then_node_whatever_pytest_did() -> None:
+    recipe = "\n".join(make_dry_run("test"))
+    assert "-m pytest || python_status=" in recipe and "node --test tests/js/ || js_status=" in recipe
+    assert "test $python_status -eq 0 -a $js_status -eq 0" in recipe
+
+
+def test_the_deploy_block_names_what_exists() -> None:
+    deploy = block("Deploy")
+    assert deploy.splitlines()[0].startswith("make deploy")
+    assert make_dry_run("deploy")[-2:] == ["bash scripts/sam.sh build", "bash scripts/sam.sh deploy --guided"]
+    attach = deploy.split("python -m tools.attach", 1)[1]  # its line, and the comment line under it
+    flags = set(re.findall(r"--[a-z][a-z-]*", attach))
+    assert flags >= {"--distribution-id", "--function-arn", "--realtime-log-config-arn", "--apply", "--undo"}, attach
+    assert flags <= set(re.findall(r"--[a-z][a-z-]*", help_text("tools.attach")))
+    assert re.search(r"^  AttachCommand:$", (ROOT / "template.yaml").read_text(), re.M)  # the output it names
+
+
+def help_text(module: str, *words: str) -> str:
+    done = subprocess.run([sys.executable, "-m", module, *words, "--help"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=60)  # fmt: skip
+    assert done.returncode == 0, (module, words, done.stderr)
+    return done.stdout
+
+
+def reference_commands() -> list[tuple[str, tuple[str, ...], set[str]]]:
+    """Every command of the README's CLI reference table: (module, subcommand words, the flags it names)."""
+    table = README.split("\nCLI reference", 1)[1].split("\n\n", 2)[1]
+    found = []
+    for row in table.splitlines()[2:]:
+        module = None
+        for span in re.findall(r"`([^`]+)`", row.split(" | ")[0]):
+            words = span.split()
+            if words[:2] == ["python", "-m"]:
+                module, words = words[2], words[3:]
+            assert module is not None, row
+            command = tuple(w for w in words[:2] if re.fullmatch(r"[a-z][a-z-]*", w) and not w.startswith("-"))
+            command = command[:1] if command[:1] != ("networks",) else command
+            found.append((module, command, set(re.findall(r"--[a-z][a-z-]*", span))))
+    return found
+
+
+def test_every_flag_of_the_cli_reference_is_one_the_command_takes() -> None:
+    commands = reference_commands()
+    assert len(commands) >= 20 and ("detection", ("report",), {"--verdicts", "--out", "--logs", "--ledger", "--store",
+                                                               "--config"}) in commands  # fmt: skip
+    for module, words, flags in commands:
+        accepted = set(re.findall(r"--[a-z][a-z-]*", help_text(module, *words)))
+        assert flags <= accepted, (module, words, flags - accepted)
