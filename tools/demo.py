@@ -24,7 +24,6 @@ import argparse
 import json
 import math
 import os
-import shutil
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -54,9 +53,8 @@ DEFAULT_SEED = 2026
 DEFAULT_LEGIT_SAMPLE = 200
 #: The replayed requests are sent this long after the run's window end (the "next request" after the publish).
 REPLAY_DELAY_SECONDS = 30.0
+#: The file that marks a folder as the demo's: the next run replaces everything in it.
 MARKER = ".media-shield-demo"
-#: What a run writes into the output folder (all of it replaced by the next run).
-OWNED = ("corpus", "ledger.sqlite", "edge-store.json", "edge-store.json.lock", "report.html", "summary.json")
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
 
@@ -152,22 +150,6 @@ def corpus_signing_key() -> Any:
     from tools.scenarios import DEFAULT_KEY, DEFAULT_KID
 
     return SigningKey(kid=DEFAULT_KID, secret=DEFAULT_KEY)
-
-
-def _prepare(out: Path) -> None:
-    """Make ``out`` the demo's folder, emptied of what a previous run wrote."""
-    if out.exists() and not out.is_dir():
-        raise DemoError(f"{out} exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()) and not (out / MARKER).exists():
-        raise DemoError(f"{out} is not empty and was not made by the demo; choose another --out")
-    out.mkdir(parents=True, exist_ok=True)
-    (out / MARKER).write_text("written by python -m detection demo; the next run replaces its contents\n")
-    for name in OWNED:
-        target = out / name
-        if target.is_dir() and not target.is_symlink():
-            shutil.rmtree(target)
-        else:
-            target.unlink(missing_ok=True)
 
 
 def _read_labels(corpus: Path) -> dict[str, dict[str, Any]]:
@@ -315,8 +297,12 @@ def run_demo(
         raise DemoError("--legit-sample must not be negative")
     if pirate_share is not None and not 0 <= pirate_share <= 1:
         raise DemoError("--pirate-share must be between 0 and 1")
-    root = Path(out)
-    _prepare(root)
+    from tools.output_paths import OutputPathError, output_folder
+
+    try:  # a folder the demo made is emptied of its earlier run; any other non-empty folder is refused
+        root = output_folder(out, marker=MARKER, command="python -m detection demo")
+    except OutputPathError as exc:
+        raise DemoError(str(exc)) from None
     corpus, ledger_path, store_path = root / "corpus", root / "ledger.sqlite", root / "edge-store.json"
     started = time.perf_counter()
     progress = Progress(6, stream)

@@ -32,6 +32,7 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (mixed / "a.tsv").write_bytes((next((root / "corpus").rglob("*.gz"))).read_bytes())
     (mixed / "b.parquet").write_bytes(b"PAR1" + b"\0" * 16 + b"PAR1")
     (mixed / "fields.txt").write_text((root / "corpus" / "fields.txt").read_text())
+    (root / "broken.json").write_text('{"sessions": ["not a verdict"]}')
     SqliteLedger(root / "ledger.sqlite").close()
     done = subprocess.run([sys.executable, "-m", "rotation", "rotate", "--secret-file", str(root / "secret.json"),
                            "--store", str(root / "store.json")], cwd=ROOT, capture_output=True, text=True)
@@ -70,6 +71,11 @@ CASES = [
     (["detection", "report", "--verdicts", "afile.txt", "--out", "r.html"], "is not JSON"),
     (["detection", "report", "--verdicts", "missing.json", "--out", "r.html"], "cannot read the verdicts"),
     (["detection", "report", "--verdicts", "afile.txt", "--out", "theirs"], "is a folder"),
+    (["detection", "report", "--verdicts", "broken.json", "--out", "r.html"], "session 0 is not a verdict"),
+    (["detection", "demo", "--out", "theirs"], "not made by python -m detection demo"),
+    (["detection", "demo", "--out", "afile.txt"], "is a file, not a folder"),
+    (["detection", "demo", "--out", "corpus"], "not made by python -m detection demo"),
+    (["detection", "demo", "--out", "new", "--sessions", "0"], "--sessions"),
     (["detection", "networks", "show", "--lookup", "not-a-network"], "--lookup takes an ASN"),
     (["detection", "revocations", "--ledger", "missing.sqlite"], "no ledger at"),
     (["detection", "run", "--logs", "corpus", "--ledger", "missing.sqlite", "--store", "store.json"], "no ledger at"),

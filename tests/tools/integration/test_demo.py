@@ -146,7 +146,7 @@ def test_a_second_run_into_the_same_folder_replaces_the_first(demo, tmp_path) ->
 
 def test_a_folder_the_demo_did_not_make_is_left_alone(tmp_path) -> None:
     (tmp_path / "precious.txt").write_text("keep me")
-    with pytest.raises(DemoError, match="not made by the demo"):
+    with pytest.raises(DemoError, match="not made by python -m detection demo"):
         run_demo(tmp_path, sessions=10)
     assert (tmp_path / "precious.txt").read_text() == "keep me"
     assert run_cli_help().returncode == 0
