@@ -3,10 +3,11 @@
 
 - one row per flagged session, highest score first: the index, filtered by reason, action (and ground truth where
   there is one) in the page;
-- the first :data:`CARDS` sessions in full (the first :data:`OPEN_CARDS` open, the rest folded to one line): each reason with the values it saw and the thresholds it compared
-  them with, every user agent (three shown, the rest folded with their count), every feature, the edge store's
-  entry and the edge replay where known, and for a revoked one the command that lifts it;
-- a timeline of its requests for the first :data:`TIMELINES` of them (each is an image of about 40 KB).
+- the first :data:`CARDS` sessions in full (the first :data:`OPEN_CARDS` open, the rest folded to one line): each
+  reason with the values it saw and the thresholds it compared them with, every user agent (three shown, the rest
+  folded with their count), every feature, the edge store's entry and the edge replay where known, and for a
+  revoked one the command that lifts it;
+- a timeline of its requests for the first :data:`TIMELINES` of them (each is a PNG of about 35 KB).
 
 The index is paged, :data:`PAGE_SIZE` rows to a page with the cards of those rows (a link to a session turns to its
 page), so 10 000 flagged sessions make a page a browser opens at once: 500 cards, 50 images and 10 000 rows, of

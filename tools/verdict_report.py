@@ -58,8 +58,10 @@ def read_verdicts(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise ReportInputError(f"{path} is not what detect writes: no \"sessions\" list")
     for n, session in enumerate(document["sessions"]):
         if not (isinstance(session, dict) and session.get("session_id")
-                and isinstance(session.get("reasons", []), list)):
-            raise ReportInputError(f"{path}: session {n} is not a verdict as detect writes it (session_id, reasons)")
+                and isinstance(session.get("reasons", []), list)
+                and isinstance(session.get("score", 0), (int, float)) and not isinstance(session.get("score"), bool)):
+            raise ReportInputError(f"{path}: session {n} is not a verdict as detect writes it (session_id, score, "
+                                   "reasons)")
     return document
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -54,3 +55,31 @@ def test_every_repository_path_the_readme_names_exists() -> None:
     assert len(named) > 20
     missing = sorted(path for path in named if not (ROOT / path).exists())
     assert missing == []
+
+
+def code_blocks(text: str, language: str = "") -> list[str]:
+    return re.findall(rf"^```{language}\n(.*?)^```$", text, re.M | re.S)
+
+
+def test_the_backend_assertion_example_of_docs_entitlement_is_one_the_issuer_accepts() -> None:
+    """docs/entitlement.md's Python, run as written with a backend key: what it signs, the issuer verifies."""
+    import time
+
+    from edge.entitlement import verify_assertion
+    from edge.keys import generate_key
+
+    (example,) = code_blocks(DOCS["entitlement.md"], "python")
+    key = generate_key("backend-2026")
+    scope: dict[str, object] = {"key_bytes": key.secret}
+    exec(compile(example, "docs/entitlement.md", "exec"), scope)  # noqa: S102 - the doc's own example
+    entitlement = verify_assertion(str(scope["assertion"]), key, int(time.time()))
+    assert (entitlement.account, entitlement.device, entitlement.paths, entitlement.bindings) == (
+        "account-42", "tv-livingroom", ("/live/ch1",), ("ip-prefix",))
+
+
+def test_the_attach_example_of_docs_deploy_takes_only_flags_attach_has() -> None:
+    (example,) = code_blocks(DOCS["deploy.md"])
+    assert example.startswith("python -m tools.attach ")
+    done = subprocess.run([sys.executable, "-m", "tools.attach", "--help"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=60)  # fmt: skip
+    assert set(re.findall(r"--[a-z][a-z-]*", example)) <= set(re.findall(r"--[a-z][a-z-]*", done.stdout))
