@@ -163,8 +163,9 @@ def _report_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fields", help="the real-time log field list, a,b,c (default: fields.txt of the folder)")
     parser.add_argument("--out", required=True, help="the HTML file to write")
     parser.add_argument("--ledger", default="LEDGER.sqlite", help="the ledger named in the unrevoke commands")
-    parser.add_argument("--store", default="STORE.json", help="the edge store named in the unrevoke commands; a local one that exists is read for "
-                        "each revocation's entry")
+    parser.add_argument("--store", default="STORE.json",
+                        help="the edge store named in the unrevoke commands; a local one that exists is read for "
+                             "each revocation's entry")
     parser.add_argument("--config", help="detection config JSON (its thresholds on the score chart)")
 
 
