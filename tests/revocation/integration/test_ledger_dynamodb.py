@@ -4,6 +4,7 @@ that hold against a concurrent writer (moto)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -87,40 +88,41 @@ def test_verdicts_keep_their_reasons_values_and_read_items_written_before_they_h
     assert stored.reasons == (Reason(code="concurrent-ips", detail="3 addresses"),)
 
 
+def race_once(monkeypatch: pytest.MonkeyPatch, ledger: DynamoDbLedger, reader: str,
+              other_write: Callable[[DynamoDbLedger, str], Any], *, missing: bool = False) -> Callable[[str], Any]:
+    """Make ``ledger.<reader>``'s first read race another writer: ``other_write`` (another ledger on the same table)
+    writes right after it, and the read answers what it saw before that (``None`` when ``missing``: it read before
+    the other writer created the item). Later reads are real. Returns the real reader."""
+    real = getattr(ledger, reader)
+    other = DynamoDbLedger(ledger.table_name, client=ledger.client)
+    raced: list[int] = []
+
+    def read(session_id: str) -> Any:
+        if raced:
+            return real(session_id)
+        raced.append(1)
+        seen = None if missing else real(session_id)
+        other_write(other, session_id)
+        return seen
+
+    monkeypatch.setattr(ledger, reader, read)
+    return real
+
+
 def test_an_extension_never_loses_to_a_racing_longer_one(ledger: DynamoDbLedger, monkeypatch: pytest.MonkeyPatch) -> None:
     ledger.revoke(sid(1), "auto", NOW + HOUR, "auto:run-1", now=NOW)
-    real_get = ledger._get_revocation
-    raced = []
-
-    def stale_then_real(session_id: str):
-        current = real_get(session_id)
-        if not raced:  # another writer extends to +3h right after we read +1h
-            raced.append(1)
-            DynamoDbLedger(ledger.table_name, client=ledger.client).revoke(
-                session_id, "auto", NOW + 3 * HOUR, "auto:run-other", now=NOW
-            )
-        return current
-
-    monkeypatch.setattr(ledger, "_get_revocation", stale_then_real)
+    real_get = race_once(monkeypatch, ledger, "_get_revocation",  # another writer extends to +3h after we read +1h
+                         lambda other, session_id: other.revoke(session_id, "auto", NOW + 3 * HOUR, "auto:run-other",
+                                                                now=NOW))
     result = ledger.revoke(sid(1), "auto", NOW + 2 * HOUR, "auto:run-2", now=NOW)
     assert result.outcome is RevokeOutcome.UNCHANGED  # re-read after the failed condition: +3h already
     assert real_get(sid(1)).expires_at == NOW + 3 * HOUR
 
 
 def test_a_create_racing_a_create_keeps_the_later_expiry(ledger: DynamoDbLedger, monkeypatch: pytest.MonkeyPatch) -> None:
-    real_get = ledger._get_revocation
-    raced = []
-
-    def none_then_real(session_id: str):
-        if not raced:
-            raced.append(1)
-            DynamoDbLedger(ledger.table_name, client=ledger.client).revoke(
-                session_id, "auto", NOW + HOUR, "auto:run-other", now=NOW
-            )
-            return None  # we read before the other writer created it
-        return real_get(session_id)
-
-    monkeypatch.setattr(ledger, "_get_revocation", none_then_real)
+    real_get = race_once(monkeypatch, ledger, "_get_revocation", missing=True,  # we read before the other created it
+                         other_write=lambda other, session_id: other.revoke(session_id, "auto", NOW + HOUR,
+                                                                            "auto:run-other", now=NOW))
     result = ledger.revoke(sid(1), "auto", NOW + 2 * HOUR, "auto:run-2", now=NOW)
     assert result.outcome is RevokeOutcome.EXTENDED
     assert real_get(sid(1)).expires_at == NOW + 2 * HOUR
@@ -145,34 +147,16 @@ def test_an_issue_between_a_revokes_read_and_write_is_covered(ledger: DynamoDbLe
     """The issuer's check ran before the revocation existed, its token expires later than the revoke saw: the revoke
     reads the issued expiry again after writing and extends."""
     ledger.record_issue(sid(1), NOW + HOUR, now=NOW)
-    real_issued = ledger._issued_until
-    raced = []
-
-    def stale_then_real(session_id: str):
-        seen = real_issued(session_id)
-        if not raced:
-            raced.append(1)
-            DynamoDbLedger(ledger.table_name, client=ledger.client).record_issue(session_id, NOW + 9 * HOUR, now=NOW)
-        return seen
-
-    monkeypatch.setattr(ledger, "_issued_until", stale_then_real)
+    race_once(monkeypatch, ledger, "_issued_until",
+              lambda other, session_id: other.record_issue(session_id, NOW + 9 * HOUR, now=NOW))
     result = ledger.revoke(sid(1), "auto", NOW + 600, "auto:run-1", now=NOW)
     assert result.revocation.expires_at == NOW + 9 * HOUR + 300
     assert ledger.get(sid(1)).revocation.expires_at == NOW + 9 * HOUR + 300
 
 
 def test_an_issue_racing_another_issue_keeps_the_later_expiry(ledger: DynamoDbLedger, monkeypatch: pytest.MonkeyPatch) -> None:
-    real_issued = ledger._issued_until
-    raced = []
-
-    def none_then_real(session_id: str):
-        if not raced:
-            raced.append(1)
-            DynamoDbLedger(ledger.table_name, client=ledger.client).record_issue(session_id, NOW + 5 * HOUR, now=NOW)
-            return None  # read before the other issue wrote
-        return real_issued(session_id)
-
-    monkeypatch.setattr(ledger, "_issued_until", none_then_real)
+    race_once(monkeypatch, ledger, "_issued_until", missing=True,  # read before the other issue wrote
+              other_write=lambda other, session_id: other.record_issue(session_id, NOW + 5 * HOUR, now=NOW))
     assert ledger.record_issue(sid(1), NOW + 2 * HOUR, now=NOW) == NOW + 5 * HOUR
     items = raw_items(ledger.client, ledger.table_name)
     issued = items[(f"SESSION#{sid(1)}", "ISSUED")]
