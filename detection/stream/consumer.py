@@ -64,8 +64,12 @@ class BatchOutcome:
 
     def counts(self) -> dict[str, int]:
         return {"records": self.records, "sightings": self.sightings, "late": self.late, "future": self.future,
-                "minutes": self.minutes, "unwritten": self.unwritten, "candidates": len(self.candidates), "revoked": len(self.revocations),
-                "published": self.published}  # fmt: skip
+                "minutes": self.minutes, "unwritten": self.unwritten, "candidates": len(self.candidates),
+                "revoked": len(self.revocations), "published": self.published}  # fmt: skip
+
+
+#: The window a session is judged over, in whole minutes (the workflow's default window).
+WINDOW_MINUTES = 10
 
 
 @dataclass
@@ -74,7 +78,7 @@ class StreamConsumer:
     ledger: Ledger
     store: EdgeStore
     config: DetectionConfig = field(default_factory=DetectionConfig)
-    window_minutes: int = 10
+    window_minutes: int = WINDOW_MINUTES
 
     def process(self, rows: Iterable[Mapping[str, Any]], now: float) -> BatchOutcome:
         """One batch of parsed records (columns of the log schema), judged at ``now``."""
@@ -97,7 +101,10 @@ class StreamConsumer:
             outcome.sightings += 1
             key = (seen.session_id, seen.minute)
             touched.setdefault(key, MinuteState(*key)).add(seen)
-        writes = [m for m in touched.values() if self._tells_something(m, first)]
+        if first > self._pruned_before:  # forget minutes no window reads any more
+            self._written = {k: v for k, v in self._written.items() if k[1] >= first}
+            self._pruned_before = first
+        writes = [m for m in touched.values() if self._tells_something(m)]
         outcome.unwritten = len(touched) - len(writes)
         if not writes:
             return outcome
@@ -133,11 +140,8 @@ class StreamConsumer:
         self._written: dict[tuple[str, int], tuple[frozenset[tuple[str, str]], bool]] = {}  # places, plural
         self._pruned_before = 0
 
-    def _tells_something(self, minute: MinuteState, first: int) -> bool:
+    def _tells_something(self, minute: MinuteState) -> bool:
         """Whether the batch's part of this minute must be written (see the module docstring, step 2)."""
-        if first > self._pruned_before:  # forget minutes no window reads any more
-            self._written = {k: v for k, v in self._written.items() if k[1] >= first}
-            self._pruned_before = first
         known = self._written.get((minute.session_id, minute.minute))
         return known is None or known[1] or not minute.places() <= known[0]
 

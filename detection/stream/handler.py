@@ -26,7 +26,7 @@ from pydantic import Field
 from core.lambda_support import powertools
 from detection.logs.firehose import LineError, configured_fields, parse_record
 from detection.scoring.lambda_settings import DetectionConfigSettings
-from detection.stream.consumer import StreamConsumer
+from detection.stream.consumer import WINDOW_MINUTES, StreamConsumer
 from detection.stream.state_dynamodb import DynamoDbStreamState
 from edge.store import open_store
 from revocation.ledger import open_ledger_setting
@@ -40,7 +40,7 @@ class StreamSettings(DetectionConfigSettings):
     state_table: str = Field(validation_alias="STREAM_STATE_TABLE", min_length=1)
     ledger_table: str = Field(validation_alias="LEDGER_TABLE", min_length=1)
     edge_store: str = Field(validation_alias="EDGE_STORE", min_length=1)
-    window_minutes: int = Field(10, validation_alias="WINDOW_MINUTES", ge=2, le=60)
+    window_minutes: int = Field(WINDOW_MINUTES, validation_alias="WINDOW_MINUTES", ge=2, le=60)
 
 
 @cache

@@ -21,7 +21,7 @@ from typing import Any
 from detection.logs.reader import InputError, open_logs
 from detection.logs.schema import Field
 from detection.scoring.config import DetectionConfig
-from detection.stream.consumer import StreamConsumer
+from detection.stream.consumer import WINDOW_MINUTES, StreamConsumer
 from detection.stream.evidence import session_of
 from detection.stream.state import MemoryState
 from edge.store.local import LocalEdgeStore
@@ -78,7 +78,7 @@ def replay(
     batch_seconds: float = DEFAULT_BATCH_SECONDS,
     now: float | None = None,
     config: DetectionConfig | None = None,
-    window_minutes: int = 10,
+    window_minutes: int = WINDOW_MINUTES,
 ) -> Replay:
     """Feed the records before ``now`` (all of them without it) through the stream consumer (module docstring)."""
     if not batch_seconds > 0 or not math.isfinite(batch_seconds):
