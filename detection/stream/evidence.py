@@ -264,25 +264,22 @@ def session_features(session_id: str, minutes: Iterable[MinuteState]) -> dict[st
     """One row of the feature table (the columns the concurrent reasons and the verdicts read) from a session's
     minutes in the window."""
     ordered = sorted(minutes, key=lambda m: m.minute)
-    union: dict[str, set[str]] = {}
-    exps: set[int] = set()
+    union = MinuteState(session_id, 0)  # the window's minutes as one
     for state in ordered:
-        for name, values in state.sets.items():
-            union.setdefault(name, set()).update(values)
-        exps.update(state.exps)
+        union.merge(state)
     rows = [minute_row(state) for state in ordered]
-    networks = sorted(int(n) for n in union.get("networks", ()) if n != "-1")
+    networks = sorted(int(n) for n in union.values("networks") if n != "-1")
     return {
         "session_id": session_id,
-        "requests": len(union.get("requests", ())),
-        "segments": len(union.get("fetches", ())),
+        "requests": len(union.values("requests")),
+        "segments": len(union.values("fetches")),
         "first_seen": None,
         "last_seen": None,
-        "distinct_ips": len(union.get("addresses", ())),
-        "distinct_prefixes": len(union.get("prefixes", ())),
+        "distinct_ips": len(union.values("addresses")),
+        "distinct_prefixes": len(union.values("prefixes")),
         "distinct_asns": len(networks),
-        "distinct_countries": len(union.get("countries", ())),
-        "distinct_user_agents": len(union.get("user_agents", ())),
+        "distinct_countries": len(union.values("countries")),
+        "distinct_user_agents": len(union.values("user_agents")),
         "active_minutes": len(rows),
         "max_ips_per_minute": max((r["ips"] for r in rows), default=0),
         "max_prefixes_per_minute": max((r["prefixes"] for r in rows), default=0),
@@ -291,9 +288,9 @@ def session_features(session_id: str, minutes: Iterable[MinuteState]) -> dict[st
         "shared_segments": sum(r["shared_segments"] for r in rows),
         "max_cmcd_sessions_per_minute": max((r["cmcd_sessions"] for r in rows), default=0),
         "asns": networks,
-        "countries": sorted(union.get("countries", ())),
-        "user_agents": sorted(union.get("user_agents", ()))[:10],
-        "ips": sorted(union.get("addresses", ()))[:50],
+        "countries": sorted(union.values("countries")),
+        "user_agents": sorted(union.values("user_agents"))[:10],
+        "ips": sorted(union.values("addresses"))[:50],
         "per_minute": rows,
-        "token_exps": sorted(exps),
+        "token_exps": sorted(union.exps),
     }

@@ -1,13 +1,14 @@
 """The stream's state in DynamoDB: one item per session and minute, its sets as DynamoDB string sets.
 
 Key ``session_id`` (S) and ``minute`` (N); one letter per set (:attr:`MinuteState.NAMES`), ``e`` the tokens'
-``exp`` (a number set), ``first_seen`` (set by the first batch only), ``expires_at`` the TTL. An update is one ``UpdateItem`` that ADDs members to the sets:
-DynamoDB applies it atomically, and adding members already there changes nothing, so shards writing one session
-at once and a batch retried after a failure both leave the same item. ``ReturnValues=ALL_NEW`` hands back the minute
-as every batch made it, which is what the consumer judges. The calls of one batch run in parallel threads (there
-is no batch form of UpdateItem).
+``exp`` (a number set), ``first_seen`` (set by the first batch only), ``expires_at`` the TTL. An update is one
+``UpdateItem`` that ADDs members to the sets: DynamoDB applies it atomically, and adding members already there
+changes nothing, so shards writing one session at once and a batch retried after a failure both leave the same item.
+``ReturnValues=ALL_NEW`` hands back the minute as every batch made it, which is what the consumer judges. The calls
+of one batch run in parallel threads (there is no batch form of UpdateItem).
 
-A window is one ``Query`` on the session's key (strongly consistent, so it sees what the batch just wrote).
+A window is a ``Query`` on the session's key, strongly consistent so that it sees what the batch just wrote
+(botocore's paginator follows its pages).
 """
 
 from __future__ import annotations
@@ -110,22 +111,16 @@ class DynamoDbStreamState:
         return from_item(item) if item else minute
 
     def window(self, session_id: str, first_minute: int, last_minute: int) -> list[MinuteState]:
-        found: list[MinuteState] = []
-        request: dict[str, Any] = {
-            "TableName": self.table,
-            "KeyConditionExpression": "session_id = :s AND #m BETWEEN :a AND :b",
-            "ExpressionAttributeNames": {"#m": "minute"},
-            "ExpressionAttributeValues": {":s": {"S": session_id}, ":a": {"N": str(first_minute)},
-                                          ":b": {"N": str(last_minute)}},
-            "ConsistentRead": True,
-        }
+        pages = self._client.get_paginator("query").paginate(
+            TableName=self.table,
+            KeyConditionExpression="session_id = :s AND #m BETWEEN :a AND :b",
+            ExpressionAttributeNames={"#m": "minute"},
+            ExpressionAttributeValues={":s": {"S": session_id}, ":a": {"N": str(first_minute)},
+                                       ":b": {"N": str(last_minute)}},
+            ConsistentRead=True,
+        )  # fmt: skip
         try:
-            while True:
-                page = self._client.query(**request)
-                found.extend(from_item(item) for item in page.get("Items", []))
-                if "LastEvaluatedKey" not in page:
-                    return found
-                request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+            return [from_item(item) for page in pages for item in page.get("Items", [])]
         except (ClientError, BotoCoreError) as exc:
             raise StreamStateError(f"cannot query the stream state table {self.table}: {exc}") from exc
 
