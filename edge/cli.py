@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import json
 import sys
 import time
@@ -11,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from edge.binding import LOCATION_CODE, BindingError, Viewer, ip_binding
+from edge.binding import LOCATION_CODE, BindingError, Viewer, ip_binding, parse_ip
 from edge.demo import run_demo
 from edge.keys import InvalidKeyError, load_key_file
 from edge.node_runtime import EdgeFunctionRunner, EdgeRuntimeError
@@ -117,7 +116,7 @@ def viewer_address(text: str) -> str:
     """An argparse type: a viewer's IP address (IPv4 or IPv6), or bad input (exit 2). It is passed on as written:
     the function canonicalises addresses itself, and a test of an odd spelling must reach it."""
     try:
-        ipaddress.ip_address(text.strip())
+        parse_ip(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not an IP address") from None
     return text.strip()

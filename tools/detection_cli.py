@@ -196,7 +196,7 @@ def _store_revocations(store: str) -> dict[str, str] | None:
     """The ``r:`` entries of a local edge store that exists (what the report shows beside each session), else None."""
     if not store.lower().endswith(".json") or not Path(store).is_file():
         return None
-    from edge.store import EdgeStoreError, open_store
+    from edge.store import open_store
 
     try:
         return {key[2:]: value for key, value in open_store(store).items("r:").items()}

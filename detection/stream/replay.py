@@ -13,6 +13,7 @@ import math
 import os
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -87,7 +88,7 @@ def replay(
     first_seen: dict[str | None, float] = {}
     evidence_at: dict[str, float] = {}  # the first batch that found the session's minute odd
     out = Replay()
-    totals: dict[str, int] = {}
+    totals: Counter[str] = Counter()
     count = 0
     with tempfile.TemporaryDirectory(prefix="replay-") as tmp:
         state = MemoryState()
@@ -102,8 +103,7 @@ def replay(
                     first_seen.setdefault(session_of(row.get("cs_uri_stem")), row["timestamp"])
                 clock = batch[-1]["timestamp"] + batch_seconds
                 outcome = consumer.process(batch, clock)
-                for name, value in outcome.counts().items():
-                    totals[name] = totals.get(name, 0) + value
+                totals.update(outcome.counts())
                 for sid in outcome.candidates:
                     evidence_at.setdefault(sid, clock)
                 for revoked in outcome.revocations:
@@ -119,7 +119,7 @@ def replay(
                     pruned_at = clock
         finally:
             ledger.close()
-    delays = sorted(r["revoked_at"] - r["first_seen"] for r in out.revocations if r["first_seen"] is not None)
+    delays = [r["revoked_at"] - r["first_seen"] for r in out.revocations if r["first_seen"] is not None]
     out.stats = {
         "batches": count,
         **totals,

@@ -2,8 +2,9 @@
 
 Three tables mirror the DynamoDB items: ``verdicts`` (primary key session + run, so ``INSERT OR IGNORE`` makes a
 re-run a no-op, like the conditional put), ``revocations`` (one row per session) and ``issued`` (the latest token
-expiry issued per session). A revoke, lift or issue reads and writes in one ``BEGIN IMMEDIATE`` transaction, so concurrent processes (a CLI next to a running demo) serialise; the decision
-itself is :func:`revocation.ledger.base.plan_revoke`, shared with DynamoDB. The file uses WAL so readers never wait.
+expiry issued per session). A revoke, lift or issue reads and writes in one ``BEGIN IMMEDIATE`` transaction, so
+concurrent processes (a CLI next to a running demo) serialise; the decision itself is
+:func:`revocation.ledger.base.plan_revoke`, shared with DynamoDB. The file uses WAL so readers never wait.
 """
 
 from __future__ import annotations
